@@ -1,0 +1,215 @@
+"""Server configuration: one YAML file, every scalar overridable by DITTOFS_* variables.
+
+``DITTOFS_NFS__PORT=2049`` sets ``nfs.port`` (a double underscore separates levels).
+Errors name the offending key.  The result is a tree of frozen dataclasses.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import ipaddress
+import os
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+ENV_PREFIX = "DITTOFS_"
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message starts with the key at fault."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    data_dir: str = "~/.local/share/dittofs"
+    log_level: str = "info"
+
+
+@dataclass(frozen=True)
+class NfsConfig:
+    enabled: bool = True
+    bind: str = "0.0.0.0"
+    port: int = 12049
+    max_record: int = 4 * 1024 * 1024 + 64 * 1024
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    type: str = "memory"
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RootConfig:
+    uid: int = 0
+    gid: int = 0
+    mode: int = 0o777
+
+
+@dataclass(frozen=True)
+class ShareConfig:
+    name: str = "/export"
+    metadata_store: str = "default"
+    block_store: str = "default"
+    read_only: bool = False
+    root_squash: bool = True
+    all_squash: bool = False
+    anon_uid: int = 65534
+    anon_gid: int = 65534
+    allowed_clients: tuple[str, ...] = ("0.0.0.0/0", "::/0")
+    root: RootConfig = field(default_factory=RootConfig)
+
+    def networks(self) -> list[Any]:
+        return [ipaddress.ip_network(n, strict=False) for n in self.allowed_clients]
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    nfs: NfsConfig = field(default_factory=NfsConfig)
+    metadata_stores: Mapping[str, StoreConfig] = field(
+        default_factory=lambda: {"default": StoreConfig("memory")})
+    block_stores: Mapping[str, StoreConfig] = field(
+        default_factory=lambda: {"default": StoreConfig("memory")})
+    shares: tuple[ShareConfig, ...] = field(default_factory=lambda: (ShareConfig(),))
+
+    @property
+    def data_path(self) -> Path:
+        return Path(os.path.expanduser(self.server.data_dir))
+
+
+def _scalar(key: str, typ: Any, value: Any) -> Any:
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if typ is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value, 0)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if typ is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    raise ConfigError(f"{key}: unsupported type")  # pragma: no cover
+
+
+def _build(cls: Any, data: Any, prefix: str) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {type(data).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    hints = typing.get_type_hints(cls)
+    unknown = set(data) - set(known)
+    if unknown:
+        raise ConfigError(f"{prefix}{sorted(unknown)[0]}: unknown key")
+    kwargs = {}
+    for name, f in known.items():
+        if name not in data:
+            continue
+        key = prefix + name
+        value = data[name]
+        kwargs[name] = _convert(key, hints[name], value)
+    return cls(**kwargs)
+
+
+def _convert(key: str, typ: Any, value: Any) -> Any:
+    origin = typing.get_origin(typ)
+    if typ in (bool, int, str):
+        return _scalar(key, typ, value)
+    if typ in (ServerConfig, NfsConfig, RootConfig, StoreConfig, ShareConfig):
+        if typ is StoreConfig and isinstance(value, Mapping):
+            value = dict(value)
+            kind = value.pop("type", "memory")
+            return StoreConfig(_scalar(key + ".type", str, kind), value)
+        return _build(typ, value, key + ".")
+    if origin is tuple:
+        inner = typing.get_args(typ)[0]
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list")
+        return tuple(_convert(f"{key}[{i}]", inner, v) for i, v in enumerate(value))
+    if origin is collections.abc.Mapping:
+        inner = typing.get_args(typ)[1]
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a mapping")
+        return {str(k): _convert(f"{key}.{k}", inner, v) for k, v in value.items()}
+    raise ConfigError(f"{key}: unsupported type {typ}")  # pragma: no cover
+
+
+def _env_overrides(raw: dict, environ: Mapping[str, str]) -> dict:
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = name[len(ENV_PREFIX):].lower().split("__")
+        if path[0] not in ("server", "nfs") or len(path) != 2:
+            continue  # only scalar sections; other DITTOFS_ variables are not config
+        raw.setdefault(path[0], {})
+        if raw[path[0]] is None:
+            raw[path[0]] = {}
+        raw[path[0]][path[1]] = value
+    return raw
+
+
+def validate(cfg: Config) -> Config:
+    if not 0 <= cfg.nfs.port <= 65535:
+        raise ConfigError(f"nfs.port: {cfg.nfs.port} is not a TCP port")
+    if cfg.nfs.max_record < 64 * 1024:
+        raise ConfigError("nfs.max_record: must be at least 65536")
+    seen = set()
+    for i, s in enumerate(cfg.shares):
+        key = f"shares[{i}]"
+        if not s.name.startswith("/") or s.name != "/" + "/".join(p for p in s.name.split("/") if p):
+            raise ConfigError(f"{key}.name: {s.name!r} must be an absolute path like /export")
+        if s.name in seen:
+            raise ConfigError(f"{key}.name: {s.name!r} is declared twice")
+        seen.add(s.name)
+        if s.metadata_store not in cfg.metadata_stores:
+            raise ConfigError(f"{key}.metadata_store: no store named {s.metadata_store!r}")
+        if s.block_store not in cfg.block_stores:
+            raise ConfigError(f"{key}.block_store: no store named {s.block_store!r}")
+        try:
+            s.networks()
+        except ValueError as e:
+            raise ConfigError(f"{key}.allowed_clients: {e}") from None
+    for section, stores in (("metadata_stores", cfg.metadata_stores),
+                            ("block_stores", cfg.block_stores)):
+        for name, st in stores.items():
+            if st.type != "memory":
+                raise ConfigError(f"{section}.{name}.type: unknown store type {st.type!r}")
+    return cfg
+
+
+def load(path: str | os.PathLike | None = None,
+         environ: Mapping[str, str] | None = None) -> Config:
+    """Read ``path`` (or the defaults when None), apply the environment, validate."""
+    raw: Any = {}
+    if path is not None:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                raw = yaml.safe_load(fh) or {}
+        except OSError as e:
+            raise ConfigError(f"config: cannot read {path}: {e.strerror}") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config: {path} is not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError("config: the top level must be a mapping")
+    raw = _env_overrides(raw, os.environ if environ is None else environ)
+    return validate(_build(Config, raw, ""))

@@ -1,0 +1,78 @@
+"""Contracts every metadata store fulfils.
+
+A store keeps file records and directory entries.  All POSIX rules live in
+``MetadataService``, which composes the primitives of ``ITransaction`` inside
+``IMetadataStore.transact``; a store only has to make each transaction atomic
+and isolated.  That keeps the rules in one place for every backend.
+"""
+
+from __future__ import annotations
+
+from zope.interface import Attribute, Interface
+
+
+class ITransaction(Interface):
+    """Primitive reads and writes inside one atomic transaction (synchronous).
+
+    Writes become visible to other transactions only when the function passed to
+    ``transact`` returns; if it raises, none of them take effect.
+    """
+
+    def get(fileid):
+        """Return the FileRecord for ``fileid``, or None if there is none."""
+
+    def put(record):
+        """Insert or replace ``record`` (keyed by its fileid)."""
+
+    def delete(fileid):
+        """Remove the record for ``fileid`` (its entries must already be gone)."""
+
+    def new_fileid():
+        """Allocate a file id never used before in this store."""
+
+    def lookup(dir_id, name):
+        """Return the fileid that ``name`` (bytes) names in ``dir_id``, or None."""
+
+    def add_entry(dir_id, name, fileid):
+        """Add the entry ``name`` -> ``fileid`` to ``dir_id``; return its cookie (> 2)."""
+
+    def remove_entry(dir_id, name):
+        """Remove the entry ``name`` from ``dir_id`` (it must exist)."""
+
+    def list_entries(dir_id, after_cookie, limit):
+        """Return up to ``limit`` DirEntry with cookie > ``after_cookie``, in cookie order,
+        and a flag that is True when no entries follow them."""
+
+    def has_entries(dir_id):
+        """True if ``dir_id`` holds at least one entry."""
+
+    def get_root(share):
+        """Return the root fileid of ``share`` (a name), or None."""
+
+    def set_root(share, fileid):
+        """Record ``fileid`` as the root of ``share``."""
+
+    def add_usage(files, nbytes):
+        """Adjust the store's file count and logical byte count by the deltas given."""
+
+
+class IMetadataStore(Interface):
+    """A named metadata backend, shared by the shares that name it."""
+
+    name = Attribute("The store's configured name.")
+
+    def transact(fn, write=True):
+        """Run ``fn(txn)`` with an ITransaction; return a Deferred firing with its result.
+
+        With ``write`` False the function only reads.  Errors ``fn`` raises are
+        passed on through the Deferred and leave the store unchanged.
+        """
+
+    def get(fileid):
+        """Return a Deferred firing with the FileRecord for ``fileid`` or None."""
+
+    def usage():
+        """Return a Deferred firing with (files, logical bytes) in this store."""
+
+    def close():
+        """Release resources; return a Deferred."""

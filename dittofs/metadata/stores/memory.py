@@ -1,0 +1,178 @@
+"""The in-memory metadata store: dicts under one lock, the reference backend.
+
+Transactions write straight into the dicts and keep an undo log; a function
+that raises is rolled back before the error is passed on.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import threading
+from typing import Any, Callable
+
+from twisted.internet import defer
+from zope.interface import implementer
+
+from dittofs.metadata.interfaces import IMetadataStore, ITransaction
+from dittofs.metadata.types import DirEntry, FileRecord
+
+FIRST_COOKIE = 3  # 1 and 2 are "." and ".."
+
+
+class _Dir:
+    __slots__ = ("entries", "cookies", "names", "next_cookie")
+
+    def __init__(self) -> None:
+        self.entries: dict[bytes, tuple[int, int]] = {}
+        self.cookies: list[int] = []
+        self.names: dict[int, bytes] = {}
+        self.next_cookie = FIRST_COOKIE
+
+
+@implementer(ITransaction)
+class _MemoryTransaction:
+    __slots__ = ("s", "undo")
+
+    def __init__(self, store: "MemoryMetadataStore") -> None:
+        self.s = store
+        self.undo: list[Callable[[], None]] = []
+
+    def get(self, fileid: int) -> FileRecord | None:
+        return self.s._files.get(fileid)
+
+    def put(self, record: FileRecord) -> None:
+        files = self.s._files
+        old = files.get(record.fileid)
+        fid = record.fileid
+        if old is None:
+            self.undo.append(lambda: files.pop(fid, None))
+        else:
+            self.undo.append(lambda: files.__setitem__(fid, old))
+        files[fid] = record
+
+    def delete(self, fileid: int) -> None:
+        files = self.s._files
+        old = files.pop(fileid, None)
+        d = self.s._dirs.pop(fileid, None)
+        if old is not None:
+            self.undo.append(lambda: files.__setitem__(fileid, old))
+        if d is not None:
+            self.undo.append(lambda: self.s._dirs.__setitem__(fileid, d))
+
+    def new_fileid(self) -> int:
+        return next(self.s._ids)
+
+    def _dir(self, dir_id: int) -> _Dir:
+        d = self.s._dirs.get(dir_id)
+        if d is None:
+            d = self.s._dirs[dir_id] = _Dir()
+        return d
+
+    def lookup(self, dir_id: int, name: bytes) -> int | None:
+        d = self.s._dirs.get(dir_id)
+        if d is None:
+            return None
+        hit = d.entries.get(name)
+        return None if hit is None else hit[1]
+
+    def add_entry(self, dir_id: int, name: bytes, fileid: int) -> int:
+        d = self._dir(dir_id)
+        cookie = d.next_cookie
+        d.next_cookie += 1
+        self._insert(d, name, cookie, fileid)
+        self.undo.append(lambda: self._erase(d, name))
+        return cookie
+
+    @staticmethod
+    def _insert(d: _Dir, name: bytes, cookie: int, fileid: int) -> None:
+        d.entries[name] = (cookie, fileid)
+        d.names[cookie] = name
+        if not d.cookies or d.cookies[-1] < cookie:
+            d.cookies.append(cookie)
+        else:
+            bisect.insort(d.cookies, cookie)
+
+    @staticmethod
+    def _erase(d: _Dir, name: bytes) -> tuple[int, int]:
+        cookie, fileid = d.entries.pop(name)
+        del d.names[cookie]
+        i = bisect.bisect_left(d.cookies, cookie)
+        del d.cookies[i]
+        return cookie, fileid
+
+    def remove_entry(self, dir_id: int, name: bytes) -> None:
+        d = self.s._dirs[dir_id]
+        cookie, fileid = self._erase(d, name)
+        self.undo.append(lambda: self._insert(d, name, cookie, fileid))
+
+    def list_entries(self, dir_id: int, after_cookie: int, limit: int) -> tuple[list[DirEntry], bool]:
+        d = self.s._dirs.get(dir_id)
+        if d is None:
+            return [], True
+        i = bisect.bisect_right(d.cookies, after_cookie)
+        chunk = d.cookies[i:i + limit]
+        names, entries = d.names, d.entries
+        out = []
+        for c in chunk:
+            name = names[c]
+            out.append(DirEntry(c, name, entries[name][1]))
+        return out, i + limit >= len(d.cookies)
+
+    def has_entries(self, dir_id: int) -> bool:
+        d = self.s._dirs.get(dir_id)
+        return bool(d and d.entries)
+
+    def get_root(self, share: str) -> int | None:
+        return self.s._roots.get(share)
+
+    def set_root(self, share: str, fileid: int) -> None:
+        roots = self.s._roots
+        old = roots.get(share)
+        roots[share] = fileid
+        self.undo.append(lambda: roots.pop(share) if old is None else roots.__setitem__(share, old))
+
+    def add_usage(self, files: int, nbytes: int) -> None:
+        s = self.s
+        s._nfiles += files
+        s._nbytes += nbytes
+
+        def back() -> None:
+            s._nfiles -= files
+            s._nbytes -= nbytes
+        self.undo.append(back)
+
+
+@implementer(IMetadataStore)
+class MemoryMetadataStore:
+    """Everything in dicts; lost on restart."""
+
+    def __init__(self, name: str = "memory") -> None:
+        self.name = name
+        self._files: dict[int, FileRecord] = {}
+        self._dirs: dict[int, _Dir] = {}
+        self._roots: dict[str, int] = {}
+        self._ids = itertools.count(1)
+        self._lock = threading.RLock()
+        self._nfiles = 0
+        self._nbytes = 0
+
+    def transact(self, fn: Callable[[Any], Any], write: bool = True) -> defer.Deferred:
+        with self._lock:
+            txn = _MemoryTransaction(self)
+            try:
+                result = fn(txn)
+            except BaseException:
+                for undo in reversed(txn.undo):
+                    undo()
+                return defer.fail()
+        return defer.succeed(result)
+
+    def get(self, fileid: int) -> defer.Deferred:
+        return defer.succeed(self._files.get(fileid))
+
+    def usage(self) -> defer.Deferred:
+        return defer.succeed((self._nfiles, self._nbytes))
+
+    def close(self) -> defer.Deferred:
+        return defer.succeed(None)

@@ -1,0 +1,150 @@
+"""NFSv3, MOUNT v3 and portmap v2 constants (RFC 1813, RFC 1833)."""
+
+from __future__ import annotations
+
+import enum
+
+NFS_PROGRAM = 100003
+NFS_V3 = 3
+MOUNT_PROGRAM = 100005
+MOUNT_V3 = 3
+PMAP_PROGRAM = 100000
+PMAP_V2 = 2
+
+FHSIZE3 = 64
+NFS3_COOKIEVERFSIZE = 8
+NFS3_CREATEVERFSIZE = 8
+NFS3_WRITEVERFSIZE = 8
+MNTPATHLEN = 1024
+MNTNAMLEN = 255
+
+#: Largest READ/WRITE we accept and advertise in FSINFO.
+MAX_IO = 1024 * 1024
+PREF_IO = 1024 * 1024
+PREF_READDIR = 64 * 1024
+
+
+class NfsStat(enum.IntEnum):
+    NFS3_OK = 0
+    NFS3ERR_PERM = 1
+    NFS3ERR_NOENT = 2
+    NFS3ERR_IO = 5
+    NFS3ERR_NXIO = 6
+    NFS3ERR_ACCES = 13
+    NFS3ERR_EXIST = 17
+    NFS3ERR_XDEV = 18
+    NFS3ERR_NODEV = 19
+    NFS3ERR_NOTDIR = 20
+    NFS3ERR_ISDIR = 21
+    NFS3ERR_INVAL = 22
+    NFS3ERR_FBIG = 27
+    NFS3ERR_NOSPC = 28
+    NFS3ERR_ROFS = 30
+    NFS3ERR_MLINK = 31
+    NFS3ERR_NAMETOOLONG = 63
+    NFS3ERR_NOTEMPTY = 66
+    NFS3ERR_DQUOT = 69
+    NFS3ERR_STALE = 70
+    NFS3ERR_REMOTE = 71
+    NFS3ERR_BADHANDLE = 10001
+    NFS3ERR_NOT_SYNC = 10002
+    NFS3ERR_BAD_COOKIE = 10003
+    NFS3ERR_NOTSUPP = 10004
+    NFS3ERR_TOOSMALL = 10005
+    NFS3ERR_SERVERFAULT = 10006
+    NFS3ERR_BADTYPE = 10007
+    NFS3ERR_JUKEBOX = 10008
+
+
+class Proc(enum.IntEnum):
+    NULL = 0
+    GETATTR = 1
+    SETATTR = 2
+    LOOKUP = 3
+    ACCESS = 4
+    READLINK = 5
+    READ = 6
+    WRITE = 7
+    CREATE = 8
+    MKDIR = 9
+    SYMLINK = 10
+    MKNOD = 11
+    REMOVE = 12
+    RMDIR = 13
+    RENAME = 14
+    LINK = 15
+    READDIR = 16
+    READDIRPLUS = 17
+    FSSTAT = 18
+    FSINFO = 19
+    PATHCONF = 20
+    COMMIT = 21
+
+
+class StableHow(enum.IntEnum):
+    UNSTABLE = 0
+    DATA_SYNC = 1
+    FILE_SYNC = 2
+
+
+class CreateMode(enum.IntEnum):
+    UNCHECKED = 0
+    GUARDED = 1
+    EXCLUSIVE = 2
+
+
+class TimeHow(enum.IntEnum):
+    DONT_CHANGE = 0
+    SET_TO_SERVER_TIME = 1
+    SET_TO_CLIENT_TIME = 2
+
+
+class Access(enum.IntFlag):
+    READ = 0x01
+    LOOKUP = 0x02
+    MODIFY = 0x04
+    EXTEND = 0x08
+    DELETE = 0x10
+    EXECUTE = 0x20
+
+
+class FsProperties(enum.IntFlag):
+    LINK = 0x01
+    SYMLINK = 0x02
+    HOMOGENEOUS = 0x08
+    CANSETTIME = 0x10
+
+
+class MountStat(enum.IntEnum):
+    MNT3_OK = 0
+    MNT3ERR_PERM = 1
+    MNT3ERR_NOENT = 2
+    MNT3ERR_IO = 5
+    MNT3ERR_ACCES = 13
+    MNT3ERR_NOTDIR = 20
+    MNT3ERR_INVAL = 22
+    MNT3ERR_NAMETOOLONG = 63
+    MNT3ERR_NOTSUPP = 10004
+    MNT3ERR_SERVERFAULT = 10006
+
+
+class MountProc(enum.IntEnum):
+    NULL = 0
+    MNT = 1
+    DUMP = 2
+    UMNT = 3
+    UMNTALL = 4
+    EXPORT = 5
+
+
+class PmapProc(enum.IntEnum):
+    NULL = 0
+    SET = 1
+    UNSET = 2
+    GETPORT = 3
+    DUMP = 4
+    CALLIT = 5
+
+
+IPPROTO_TCP = 6
+IPPROTO_UDP = 17

@@ -1,0 +1,202 @@
+"""ONC-RPC over TCP on Twisted: frame records, dispatch calls, write replies by xid.
+
+The protocol only frames bytes; ``RpcDispatcher`` turns one record into reply
+chunks, running handler coroutines through ``Deferred.fromCoroutine``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from dittofs.rpc.message import (
+    AcceptStat,
+    RpcDenied,
+    accepted_reply,
+    parse_call,
+    prog_mismatch_reply,
+)
+from dittofs.rpc.program import CallContext, Program
+from dittofs.rpc.record import DEFAULT_MAX_RECORD, RecordError, RecordReader, frame
+from dittofs.rpc.xdr import Packer, Unpacker, XdrError
+
+log = Logger(namespace="dittofs.rpc")
+
+#: Calls in progress on one connection before we stop reading from it.
+MAX_INFLIGHT = 64
+
+
+class RpcDispatcher:
+    """Decodes one call record, runs its handler, encodes the reply."""
+
+    def __init__(self, programs: dict[int, Program], trace: bool = False) -> None:
+        self.programs = programs
+        self.trace = trace  # log every call (debug level): costly, off by default
+
+    def dispatch(self, record: bytes, client: tuple[str, int], conn_id: int) -> Any:
+        """Return reply chunks, a Deferred firing with them, or None (no reply)."""
+        u = Unpacker(record)
+        try:
+            call = parse_call(u)
+        except RpcDenied as denied:
+            log.info("rpc call xid={xid:#x} from {client} denied", xid=denied.xid, client=client)
+            return frame([denied.reply])
+        except XdrError as e:
+            log.info("rpc: dropping undecodable record from {client}: {err}", client=client, err=e)
+            return None
+        prog = self.programs.get(call.prog)
+        if prog is None:
+            return frame([accepted_reply(call.xid, AcceptStat.PROG_UNAVAIL)])
+        procs = prog.versions.get(call.vers)
+        if procs is None:
+            return frame([prog_mismatch_reply(call.xid, prog.low, prog.high)])
+        procedure = procs.get(call.proc)
+        if procedure is None:
+            return frame([accepted_reply(call.xid, AcceptStat.PROC_UNAVAIL)])
+        try:
+            args = procedure.args.unpack(u)
+        except XdrError as e:
+            log.info("{prog}.{proc} xid={xid:#x}: garbage args: {err}",
+                     prog=prog.name, proc=procedure.name, xid=call.xid, err=e)
+            return frame([accepted_reply(call.xid, AcceptStat.GARBAGE_ARGS)])
+        ctx = CallContext(call, client, conn_id)
+        start = time.monotonic()
+        try:
+            d = defer.Deferred.fromCoroutine(procedure.handler(args, ctx))
+        except Exception:
+            return self._system_err(Failure(), call.xid, prog.name, procedure.name)
+        d.addCallbacks(self._encode, self._system_err,
+                       callbackArgs=(call.xid, procedure, prog.name, start),
+                       errbackArgs=(call.xid, prog.name, procedure.name))
+        return d
+
+    def _encode(self, result: Any, xid: int, procedure: Any, prog_name: str,
+                start: float) -> list:
+        p = Packer()
+        p.raw(accepted_reply(xid))
+        try:
+            procedure.result.pack(p, result)
+        except XdrError:
+            return self._system_err(Failure(), xid, prog_name, procedure.name)
+        if self.trace:
+            log.debug("{prog}.{proc} xid={xid:#x} {ms:.3f}ms", prog=prog_name,
+                      proc=procedure.name, xid=xid, ms=(time.monotonic() - start) * 1000)
+        return frame(p.chunks())
+
+    def _system_err(self, failure: Failure, xid: int, prog_name: str, proc_name: str) -> list:
+        log.failure("{prog}.{proc} xid={xid:#x} failed", failure, prog=prog_name,
+                    proc=proc_name, xid=xid)
+        return frame([accepted_reply(xid, AcceptStat.SYSTEM_ERR)])
+
+
+_conn_ids = itertools.count(1)
+
+
+class RpcProtocol(Protocol):
+    """One TCP connection: record marking in, pipelined replies out."""
+
+    def __init__(self, dispatcher: RpcDispatcher, max_record: int) -> None:
+        self.dispatcher = dispatcher
+        self.reader = RecordReader(max_record)
+        self.inflight = 0
+        self.paused = False
+        self.closing = False
+        self.conn_id = next(_conn_ids)
+        self.client: tuple[str, int] = ("", 0)
+
+    def connectionMade(self) -> None:
+        peer = self.transport.getPeer()
+        self.client = (getattr(peer, "host", ""), getattr(peer, "port", 0))
+        if hasattr(self.transport, "setTcpNoDelay"):
+            self.transport.setTcpNoDelay(True)
+        self.factory.connections.add(self)
+
+    def connectionLost(self, reason: Failure = None) -> None:
+        self.closing = True
+        self.factory.connections.discard(self)
+        self.factory._maybe_drained()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.closing:
+            return
+        try:
+            records = self.reader.feed(data)
+        except RecordError as e:
+            log.warn("rpc: closing connection from {client}: {err}", client=self.client, err=e)
+            self.closing = True
+            self.transport.loseConnection()
+            return
+        for record in records:
+            out = self.dispatcher.dispatch(record, self.client, self.conn_id)
+            if out is None:
+                continue
+            if isinstance(out, defer.Deferred):
+                if out.called:
+                    out.addCallback(self._write).addErrback(self._write_failed)
+                else:
+                    self.inflight += 1
+                    out.addCallback(self._write_async).addErrback(self._write_failed)
+                    if self.inflight >= MAX_INFLIGHT and not self.paused:
+                        self.paused = True
+                        self.transport.pauseProducing()
+            else:
+                self._write(out)
+
+    def _write(self, chunks: list) -> None:
+        if not self.closing:
+            self.transport.writeSequence(chunks)
+
+    def _write_failed(self, failure: Failure) -> None:
+        log.failure("rpc: cannot send a reply to {client}", failure, client=self.client)
+        self.transport.loseConnection()
+
+    def _write_async(self, chunks: list) -> None:
+        self.inflight -= 1
+        self._write(chunks)
+        if self.paused and self.inflight < MAX_INFLIGHT // 2 and not self.closing:
+            self.paused = False
+            self.transport.resumeProducing()
+        if not self.inflight:
+            self.factory._maybe_drained()
+
+
+class RpcFactory(Factory):
+    """Builds RpcProtocols and tracks live connections so shutdown can drain them."""
+
+    def __init__(self, dispatcher: RpcDispatcher, max_record: int = DEFAULT_MAX_RECORD) -> None:
+        self.dispatcher = dispatcher
+        self.max_record = max_record
+        self.connections: set[RpcProtocol] = set()
+        self._drain_waiters: list[defer.Deferred] = []
+
+    def buildProtocol(self, addr: Any) -> RpcProtocol:
+        p = RpcProtocol(self.dispatcher, self.max_record)
+        p.factory = self
+        return p
+
+    def busy(self) -> bool:
+        return any(c.inflight for c in self.connections)
+
+    def drain(self) -> defer.Deferred:
+        """Fire once no connection has a call in progress."""
+        if not self.busy():
+            return defer.succeed(None)
+        d: defer.Deferred = defer.Deferred()
+        self._drain_waiters.append(d)
+        return d
+
+    def _maybe_drained(self) -> None:
+        if self._drain_waiters and not self.busy():
+            waiters, self._drain_waiters = self._drain_waiters, []
+            for d in waiters:
+                d.callback(None)
+
+    def close_all(self) -> None:
+        for c in list(self.connections):
+            c.transport.loseConnection()

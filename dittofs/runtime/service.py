@@ -1,0 +1,99 @@
+"""Runtime: the root service that owns stores and shares and starts the adapters.
+
+Start-up is staged: stores and share roots first, then the adapters.  Shutdown is
+staged the other way: adapters stop accepting and drain, then stores close.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from twisted.application.service import MultiService
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from dittofs.config import Config, ConfigError
+from dittofs.metadata.service import MetadataService
+from dittofs.nfs.handles import HandleCodec, share_id
+from dittofs.runtime.registry import StoreRegistry
+from dittofs.runtime.shares import Share, ShareTable
+
+log = Logger(namespace="dittofs.runtime")
+
+
+def load_handle_key(data_dir: Path) -> bytes:
+    """The secret that signs file handles, kept in the data dir so handles survive restarts."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path = data_dir / "handle.key"
+        if path.exists():
+            key = path.read_bytes()
+            if len(key) >= 16:
+                return key
+        key = os.urandom(32)
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(key)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        return key
+    except OSError as e:
+        raise ConfigError(f"server.data_dir: cannot use {data_dir}: {e.strerror}") from None
+
+
+class Runtime(MultiService):
+    """Holds the live stores, shares and services; adapters are its children."""
+
+    def __init__(self, config: Config) -> None:
+        super().__init__()
+        self.config = config
+        self.shares = ShareTable()
+        self.metadata = MetadataService()
+        self.registry = StoreRegistry(config)
+        self.handles = HandleCodec(load_handle_key(config.data_path))
+        self.ready: defer.Deferred = defer.Deferred()
+
+    def startService(self) -> None:
+        self.running = 1
+        d = defer.ensureDeferred(self._prepare())
+        d.addCallback(lambda _: self._start_children())
+        d.addErrback(self._failed)
+
+    async def _prepare(self) -> None:
+        for sc in self.config.shares:
+            share = Share(
+                name=sc.name, sid=share_id(sc.name),
+                store=self.registry.metadata_store(sc.metadata_store),
+                payload=self.registry.payload_service(sc.block_store),
+                read_only=sc.read_only, root_squash=sc.root_squash, all_squash=sc.all_squash,
+                anon_uid=sc.anon_uid, anon_gid=sc.anon_gid, networks=sc.networks())
+            share.root_id = await self.metadata.ensure_root(share, sc.root.uid, sc.root.gid,
+                                                            sc.root.mode)
+            self.shares.add(share)
+            log.info("share {name} on metadata store {ms!r} and block store {bs!r}",
+                     name=sc.name, ms=sc.metadata_store, bs=sc.block_store)
+
+    def _start_children(self) -> None:
+        for child in self:
+            child.startService()
+        self.ready.callback(self)
+
+    def _failed(self, failure: Any) -> None:
+        log.failure("dittofs failed to start", failure)
+        from twisted.internet import reactor
+        reactor.stop()
+
+    async def _stop(self) -> None:
+        for child in reversed(list(self)):
+            if child.running:
+                await defer.maybeDeferred(child.stopService)
+        for store in self.registry.all():
+            await store.close()
+
+    def stopService(self) -> defer.Deferred:
+        self.running = 0
+        return defer.ensureDeferred(self._stop())

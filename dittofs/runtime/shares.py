@@ -1,0 +1,84 @@
+"""Shares: what each export is backed by, who may reach it, and who is mounted."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+from dittofs.metadata.permissions import squash
+from dittofs.metadata.types import Identity
+
+
+@dataclass
+class Share:
+    """One exported tree: its stores, root directory and access policy."""
+
+    name: str
+    sid: int
+    store: Any  # IMetadataStore
+    payload: Any  # IPayloadService
+    read_only: bool = False
+    root_squash: bool = True
+    all_squash: bool = False
+    anon_uid: int = 65534
+    anon_gid: int = 65534
+    networks: list = field(default_factory=lambda: [ipaddress.ip_network("0.0.0.0/0"),
+                                                     ipaddress.ip_network("::/0")])
+    root_id: int = 0
+
+    @property
+    def fsid(self) -> int:
+        return self.sid
+
+    def content_id(self, fileid: int) -> str:
+        """The payload key of a file: unique across every store, stable across restarts."""
+        return f"{self.store.name}/{fileid:016x}"
+
+    def client_allowed(self, host: str) -> bool:
+        try:
+            addr = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        return any(addr in net for net in self.networks if net.version == addr.version)
+
+    def identity(self, uid: int, gid: int, gids: tuple[int, ...]) -> Identity:
+        return squash(uid, gid, gids, self.root_squash, self.all_squash,
+                      self.anon_uid, self.anon_gid)
+
+    def anonymous(self) -> Identity:
+        return Identity(self.anon_uid, self.anon_gid, ())
+
+
+class ShareTable:
+    """Shares by export path and by handle share id, plus the MOUNT table."""
+
+    def __init__(self) -> None:
+        self.by_name: dict[str, Share] = {}
+        self.by_sid: dict[int, Share] = {}
+        self.mounts: dict[tuple[str, str], None] = {}  # (client host, path), ordered
+
+    def add(self, share: Share) -> None:
+        if share.sid in self.by_sid and self.by_sid[share.sid].name != share.name:
+            raise ValueError(f"share id collision between {share.name} and "
+                             f"{self.by_sid[share.sid].name}")
+        self.by_name[share.name] = share
+        self.by_sid[share.sid] = share
+
+    def remove(self, name: str) -> None:
+        share = self.by_name.pop(name)
+        self.by_sid.pop(share.sid, None)
+        for key in [k for k in self.mounts if k[1] == name]:
+            del self.mounts[key]
+
+    def __iter__(self):
+        return iter(self.by_name.values())
+
+    def mounted(self, host: str, path: str) -> None:
+        self.mounts[(host, path)] = None
+
+    def unmounted(self, host: str, path: str | None = None) -> None:
+        for key in [k for k in self.mounts if k[0] == host and (path is None or k[1] == path)]:
+            del self.mounts[key]

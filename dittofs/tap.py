@@ -1,0 +1,59 @@
+"""``twistd dittofs``: command-line options and the service tree."""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import sys
+from typing import Any
+
+from twisted.python import usage
+
+from dittofs.config import ConfigError, load
+
+
+class Options(usage.Options):
+    optParameters = [
+        ["config", "c", None, "Path to dittofs.yaml (defaults are used without one)."],
+        ["data-dir", "d", None, "Directory for persistent state (overrides server.data_dir)."],
+        ["nfs-port", None, None, "TCP port for NFS, MOUNT and portmap (overrides nfs.port)."],
+        ["nfs-bind", None, None, "Address to listen on for NFS (overrides nfs.bind)."],
+    ]
+
+
+def tune_malloc() -> None:
+    """Keep glibc from mmapping (and page-faulting) every 1 MiB buffer anew."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 64 * 1024 * 1024)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 128 * 1024 * 1024)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
+def makeService(options: Any) -> Any:
+    from dittofs.nfs.adapter import NfsAdapter
+    from dittofs.runtime.service import Runtime
+
+    try:
+        cfg = load(options["config"])
+        if options["data-dir"]:
+            cfg = dataclasses.replace(cfg, server=dataclasses.replace(
+                cfg.server, data_dir=options["data-dir"]))
+        nfs = cfg.nfs
+        if options["nfs-port"] is not None:
+            try:
+                nfs = dataclasses.replace(nfs, port=int(options["nfs-port"]))
+            except ValueError:
+                raise ConfigError(f"--nfs-port: {options['nfs-port']!r} is not a number") from None
+        if options["nfs-bind"]:
+            nfs = dataclasses.replace(nfs, bind=options["nfs-bind"])
+        cfg = dataclasses.replace(cfg, nfs=nfs)
+        tune_malloc()
+        runtime = Runtime(cfg)
+    except ConfigError as e:
+        sys.stderr.write(f"dittofs: configuration error: {e}\n")
+        raise SystemExit(2) from None
+    if cfg.nfs.enabled:
+        NfsAdapter(runtime, cfg.nfs.bind, cfg.nfs.port, cfg.nfs.max_record).setServiceParent(runtime)
+    return runtime
