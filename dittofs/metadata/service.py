@@ -77,6 +77,13 @@ def check_name(name: bytes) -> None:
         raise E.InvalidArgument("name contains '/' or NUL")
 
 
+def check_new_name(name: bytes) -> None:
+    """A name for a new entry: valid, and not "." or ".." (which always exist)."""
+    if name in (b".", b".."):
+        raise E.Exists(repr(name))
+    check_name(name)
+
+
 def _need(ident: Identity, rec: FileRecord, want: int) -> None:
     if not allowed(ident, rec, want):
         raise E.AccessDenied(f"fileid {rec.fileid}")
@@ -277,7 +284,7 @@ class MetadataService:
         existing file carrying the same verifier is a retransmission and succeeds.
         """
         self._writable(share)
-        check_name(name)
+        check_new_name(name)
         if ftype in (FileType.CHR, FileType.BLK) and ident.uid != 0:
             raise E.NotPermitted("device nodes need root")
 
@@ -463,7 +470,7 @@ class MetadataService:
                    name: bytes) -> tuple[FileRecord, WccAttr, FileRecord]:
         """Add a hard link; return (file, directory before, directory after)."""
         self._writable(share)
-        check_name(name)
+        check_new_name(name)
 
         def fn(txn: Any) -> tuple[FileRecord, WccAttr, FileRecord]:
             rec = _get(txn, fileid)

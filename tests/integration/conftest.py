@@ -19,5 +19,6 @@ def server():
     log = srv.log_text()
     srv.cleanup()
     assert alive, f"server died during the tests:\n{log}"
-    assert rc == 0, f"server exited with {rc} on SIGTERM:\n{log}"
+    # twistd re-raises the signal after a clean shutdown, so -SIGTERM is a clean exit too.
+    assert rc in (0, -15) and "Server Shut Down" in log, f"unclean exit {rc}:\n{log}"
     assert "Traceback" not in log, log
