@@ -10,9 +10,10 @@ import collections.abc
 import ipaddress
 import os
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -120,7 +121,7 @@ def _build(cls: Any, data: Any, prefix: str) -> Any:
     if unknown:
         raise ConfigError(f"{prefix}{sorted(unknown)[0]}: unknown key")
     kwargs = {}
-    for name, f in known.items():
+    for name in known:
         if name not in data:
             continue
         key = prefix + name
@@ -176,7 +177,8 @@ def validate(cfg: Config) -> Config:
     seen = set()
     for i, s in enumerate(cfg.shares):
         key = f"shares[{i}]"
-        if not s.name.startswith("/") or s.name != "/" + "/".join(p for p in s.name.split("/") if p):
+        canonical = "/" + "/".join(p for p in s.name.split("/") if p)
+        if not s.name.startswith("/") or s.name != canonical:
             raise ConfigError(f"{key}.name: {s.name!r} must be an absolute path like /export")
         if s.name in seen:
             raise ConfigError(f"{key}.name: {s.name!r} is declared twice")

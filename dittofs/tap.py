@@ -55,5 +55,6 @@ def makeService(options: Any) -> Any:
         sys.stderr.write(f"dittofs: configuration error: {e}\n")
         raise SystemExit(2) from None
     if cfg.nfs.enabled:
-        NfsAdapter(runtime, cfg.nfs.bind, cfg.nfs.port, cfg.nfs.max_record).setServiceParent(runtime)
+        adapter = NfsAdapter(runtime, cfg.nfs.bind, cfg.nfs.port, cfg.nfs.max_record)
+        adapter.setServiceParent(runtime)
     return runtime

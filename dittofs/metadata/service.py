@@ -131,7 +131,8 @@ class MetadataService:
             return _get(txn, child), d
         return await share.store.transact(fn, write=False)
 
-    async def access(self, share: ShareLike, ident: Identity, fileid: int) -> tuple[FileRecord, int]:
+    async def access(self, share: ShareLike, ident: Identity,
+                     fileid: int) -> tuple[FileRecord, int]:
         rec = await self.getattr(share, fileid)
         return rec, granted(ident, rec)
 
@@ -504,7 +505,8 @@ class MetadataService:
             raise E.AccessDenied(f"fileid {fileid}")
         return rec
 
-    async def commit_write(self, share: ShareLike, fileid: int, end: int) -> tuple[WccAttr, FileRecord]:
+    async def commit_write(self, share: ShareLike, fileid: int,
+                           end: int) -> tuple[WccAttr, FileRecord]:
         """Record that bytes up to ``end`` were written: grow size, set mtime and ctime."""
         if end > MAX_FILE_SIZE:
             raise E.FileTooBig(str(end))

@@ -6,7 +6,8 @@ the ``*ResOk`` tuple when status is NFS3_OK and the ``*ResFail`` tuple otherwise
 
 from __future__ import annotations
 
-from dittofs.nfs.const import CreateMode, NfsStat, Proc
+from dittofs.metadata.types import FileType
+from dittofs.nfs.const import CreateMode, NfsStat, Proc, StableHow
 from dittofs.nfs.types import (
     COOKIEVERF_T,
     CREATEVERF_T,
@@ -14,6 +15,7 @@ from dittofs.nfs.types import (
     FATTR3_T,
     FH_T,
     FILENAME_T,
+    NFSTIME3_T,
     PATH_T,
     POST_OP_ATTR_T,
     POST_OP_FH_T,
@@ -21,9 +23,7 @@ from dittofs.nfs.types import (
     SPECDATA3_T,
     WCC_DATA_T,
     WRITEVERF_T,
-    NFSTIME3_T,
 )
-from dittofs.metadata.types import FileType
 from dittofs.rpc.xdr import (
     BOOL,
     U32,
@@ -37,7 +37,6 @@ from dittofs.rpc.xdr import (
     XdrType,
     struct_type,
 )
-from dittofs.nfs.const import StableHow
 
 STATUS_T = Enum(NfsStat, open=True)
 

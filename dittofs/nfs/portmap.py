@@ -6,7 +6,8 @@ SET and UNSET are refused: nobody else registers here.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from dittofs.nfs.const import (
     IPPROTO_TCP,

@@ -10,13 +10,13 @@ from dittofs.nfs.const import FHSIZE3, NFS3_COOKIEVERFSIZE, TimeHow
 from dittofs.rpc.xdr import (
     U32,
     U64,
+    VOID,
     Enum,
     FixedOpaque,
-    Optional,
     Opaque,
+    Optional,
     String,
     Union,
-    VOID,
     struct_type,
 )
 

@@ -5,8 +5,9 @@ Pure data; the server bridges handler coroutines to Deferreds.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 from dittofs.rpc.message import AuthUnix, RpcCall
 from dittofs.rpc.xdr import XdrType

@@ -47,7 +47,8 @@ class RecordReader:
                 n = mark & 0x7FFFFFFF
                 if self._frag_total + n > self.max_record:
                     raise RecordError(
-                        f"record of at least {self._frag_total + n} bytes exceeds {self.max_record}")
+                        f"record of at least {self._frag_total + n} bytes "
+                        f"exceeds {self.max_record}")
                 if not mark & LAST_FRAGMENT and n == 0:
                     raise RecordError("empty non-final fragment")
                 if end - off - 4 < n:

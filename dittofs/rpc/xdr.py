@@ -9,7 +9,8 @@ integers are fused into a single ``struct.Struct`` so that hot types such as
 from __future__ import annotations
 
 import struct
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 __all__ = [
     "XdrError", "Packer", "Unpacker", "XdrType", "U32", "I32", "U64", "I64", "BOOL",
@@ -254,7 +255,7 @@ class Struct(XdrType):
             except struct.error as e:
                 raise XdrError(f"{self.cls.__name__}: {e}") from e
             return
-        for t, x in zip(self._types, v):
+        for t, x in zip(self._types, v, strict=True):
             t.pack(p, x)
 
     def unpack(self, u: Unpacker) -> Any:

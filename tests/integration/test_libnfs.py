@@ -42,10 +42,10 @@ def test_copy_64mib_in_and_out(server, tmp_path):
 
 
 def test_list_directory_of_2000_entries(server, tmp_path):
-    from tests.support.rpcclient import NfsClient
     from dittofs.nfs import codec as C
     from dittofs.nfs.const import CreateMode, NfsStat, Proc
     from dittofs.nfs.types import EMPTY_SATTR, DirOpArgs3
+    from tests.support.rpcclient import NfsClient
 
     with NfsClient(server.port) as c:
         st, ok = c.mount(b"/export")
@@ -61,7 +61,7 @@ def test_list_directory_of_2000_entries(server, tmp_path):
     assert r.returncode == 0, r.stderr
     names = [ln.split()[-1] for ln in r.stdout.decode().splitlines() if ln.strip()]
     names = [n for n in names if n not in (".", "..")]
-    assert sorted(names) == ["file-%04d.txt" % i for i in range(2000)]
+    assert sorted(names) == [f"file-{i:04d}.txt" for i in range(2000)]
 
 
 def test_read_file_written_by_another_connection(server, tmp_path):

@@ -9,7 +9,8 @@ from __future__ import annotations
 import bisect
 import itertools
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from twisted.internet import defer
 from zope.interface import implementer
@@ -106,7 +107,8 @@ class _MemoryTransaction:
         cookie, fileid = self._erase(d, name)
         self.undo.append(lambda: self._insert(d, name, cookie, fileid))
 
-    def list_entries(self, dir_id: int, after_cookie: int, limit: int) -> tuple[list[DirEntry], bool]:
+    def list_entries(self, dir_id: int, after_cookie: int,
+                     limit: int) -> tuple[list[DirEntry], bool]:
         d = self.s._dirs.get(dir_id)
         if d is None:
             return [], True
