@@ -172,6 +172,9 @@ def _env_overrides(raw: dict, environ: Mapping[str, str]) -> dict:
 def validate(cfg: Config) -> Config:
     if not 0 <= cfg.nfs.port <= 65535:
         raise ConfigError(f"nfs.port: {cfg.nfs.port} is not a TCP port")
+    if cfg.server.log_level not in ("debug", "info", "warn", "error"):
+        raise ConfigError(f"server.log_level: {cfg.server.log_level!r} is not one of "
+                          "debug, info, warn, error")
     if cfg.nfs.max_record < 64 * 1024:
         raise ConfigError("nfs.max_record: must be at least 65536")
     seen = set()

@@ -46,7 +46,8 @@ class NfsAdapter(Service):
         mount = MountHandlers(rt.shares, rt.metadata, rt.handles)
         pmap = PortmapHandlers(self.bound_port)
         table = program_table(pmap.program(), mount.program(), self.nfs.program())
-        return RpcFactory(RpcDispatcher(table), self.max_record)
+        trace = self.runtime.config.server.log_level == "debug"
+        return RpcFactory(RpcDispatcher(table, trace=trace), self.max_record)
 
     def startService(self) -> None:
         super().startService()

@@ -83,3 +83,10 @@ class ServerProcess:
     def url(self, path: str = "") -> str:
         return (f"nfs://127.0.0.1/export{path}?version=3&nfsport={self.port}"
                 f"&mountport={self.port}")
+
+
+def restart(srv: ServerProcess) -> ServerProcess:
+    """Stop ``srv`` and start it again on the same port and data directory."""
+    srv.stop()
+    srv.log_path = srv.dir / f"server-{int(time.time() * 1000)}.log"
+    return srv.start()
