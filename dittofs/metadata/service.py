@@ -96,6 +96,17 @@ def _get(txn: Any, fileid: int) -> FileRecord:
     return rec
 
 
+def _entry_to_unlink(txn: Any, ident: Identity, d: FileRecord, name: bytes) -> FileRecord:
+    """The file ``name`` names in directory ``d``, if ``ident`` may unlink it (sticky rule)."""
+    fid = txn.lookup(d.fileid, name)
+    if fid is None:
+        raise E.NotFound(repr(name))
+    rec = _get(txn, fid)
+    if not sticky_allows(ident, d, rec):
+        raise E.AccessDenied(f"sticky directory {d.fileid}")
+    return rec
+
+
 def _get_dir(txn: Any, fileid: int) -> FileRecord:
     rec = _get(txn, fileid)
     if rec.ftype != FileType.DIR:
@@ -357,12 +368,8 @@ class MetadataService:
             d = _get_dir(txn, dir_id)
             _need(ident, d, W | X)
             pre = WccAttr.of(d)
-            fid = txn.lookup(dir_id, name)
-            if fid is None:
-                raise E.NotFound(repr(name))
-            victim = _get(txn, fid)
-            if not sticky_allows(ident, d, victim):
-                raise E.AccessDenied("sticky directory")
+            victim = _entry_to_unlink(txn, ident, d, name)
+            fid = victim.fileid
             now = _now()
             if rmdir:
                 if victim.ftype != FileType.DIR:
@@ -404,12 +411,8 @@ class MetadataService:
             _need(ident, src_dir, W | X)
             _need(ident, dst_dir, W | X)
             from_pre, to_pre = WccAttr.of(src_dir), WccAttr.of(dst_dir)
-            fid = txn.lookup(from_dir, from_name)
-            if fid is None:
-                raise E.NotFound(repr(from_name))
-            src = _get(txn, fid)
-            if not sticky_allows(ident, src_dir, src):
-                raise E.AccessDenied("sticky source directory")
+            src = _entry_to_unlink(txn, ident, src_dir, from_name)
+            fid = src.fileid
             target_id = txn.lookup(to_dir, to_name)
             if target_id == fid:
                 return Renamed(from_pre, src_dir, to_pre, dst_dir, None)  # same file: no-op
@@ -420,9 +423,7 @@ class MetadataService:
             now = _now()
             replaced = None
             if target_id is not None:
-                target = _get(txn, target_id)
-                if not sticky_allows(ident, dst_dir, target):
-                    raise E.AccessDenied("sticky target directory")
+                target = _entry_to_unlink(txn, ident, dst_dir, to_name)
                 if is_dir:
                     if target.ftype != FileType.DIR:
                         raise E.NotDirectory(repr(to_name))

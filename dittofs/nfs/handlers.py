@@ -43,6 +43,8 @@ OK = NfsStat.NFS3_OK
 _NS = 1_000_000_000
 _U32_MAX = 2**32 - 1
 _ZERO_VERF = bytes(8)
+FS_PROPERTIES = (FsProperties.LINK | FsProperties.SYMLINK | FsProperties.HOMOGENEOUS
+                 | FsProperties.CANSETTIME)
 
 
 class NfsError(Exception):
@@ -446,41 +448,34 @@ class NfsHandlers:
         except Exception as e:
             return status_of(e, "READDIRPLUS"), await self.post_attr(share, fid)
 
-    async def fsstat(self, fh: bytes, ctx: CallContext) -> Any:
+    async def _fs_query(self, fh: bytes, ctx: CallContext, proc: str, body: Any) -> Any:
+        """FSSTAT/FSINFO/PATHCONF: ``body(share, attributes)`` builds the resok."""
         share = None
         fid = 0
         try:
             share, fid = self.resolve(fh, ctx)
             rec = await self.md.getattr(share, fid)
-            st = await self.md.fsstat(share)
-            return OK, C.FsstatOk(fattr(share, rec), st.total_bytes, st.free_bytes,
-                                  st.avail_bytes, st.total_files, st.free_files, st.avail_files, 0)
+            return OK, await body(share, fattr(share, rec))
         except Exception as e:
-            return status_of(e, "FSSTAT"), await self.post_attr(share, fid)
+            return status_of(e, proc), await self.post_attr(share, fid)
+
+    async def fsstat(self, fh: bytes, ctx: CallContext) -> Any:
+        async def body(share: Share, attrs: Fattr3) -> Any:
+            st = await self.md.fsstat(share)
+            return C.FsstatOk(attrs, st.total_bytes, st.free_bytes, st.avail_bytes,
+                              st.total_files, st.free_files, st.avail_files, 0)
+        return await self._fs_query(fh, ctx, "FSSTAT", body)
 
     async def fsinfo(self, fh: bytes, ctx: CallContext) -> Any:
-        share = None
-        fid = 0
-        try:
-            share, fid = self.resolve(fh, ctx)
-            rec = await self.md.getattr(share, fid)
-            props = (FsProperties.LINK | FsProperties.SYMLINK | FsProperties.HOMOGENEOUS
-                     | FsProperties.CANSETTIME)
-            return OK, C.FsinfoOk(fattr(share, rec), MAX_IO, PREF_IO, 4096, MAX_IO, PREF_IO,
-                                  4096, PREF_READDIR, MAX_FILE_SIZE, NfsTime3(0, 1), int(props))
-        except Exception as e:
-            return status_of(e, "FSINFO"), await self.post_attr(share, fid)
+        async def body(share: Share, attrs: Fattr3) -> Any:
+            return C.FsinfoOk(attrs, MAX_IO, PREF_IO, 4096, MAX_IO, PREF_IO, 4096, PREF_READDIR,
+                              MAX_FILE_SIZE, NfsTime3(0, 1), int(FS_PROPERTIES))
+        return await self._fs_query(fh, ctx, "FSINFO", body)
 
     async def pathconf(self, fh: bytes, ctx: CallContext) -> Any:
-        share = None
-        fid = 0
-        try:
-            share, fid = self.resolve(fh, ctx)
-            rec = await self.md.getattr(share, fid)
-            return OK, C.PathconfOk(fattr(share, rec), MAX_LINKS, NAME_MAX, True, True, False,
-                                    True)
-        except Exception as e:
-            return status_of(e, "PATHCONF"), await self.post_attr(share, fid)
+        async def body(share: Share, attrs: Fattr3) -> Any:
+            return C.PathconfOk(attrs, MAX_LINKS, NAME_MAX, True, True, False, True)
+        return await self._fs_query(fh, ctx, "PATHCONF", body)
 
     async def commit(self, a: Any, ctx: CallContext) -> Any:
         share = None
