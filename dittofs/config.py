@@ -18,6 +18,8 @@ from typing import Any
 import yaml
 
 ENV_PREFIX = "DITTOFS_"
+METADATA_KINDS = ("memory", "lmdb", "postgres")
+BLOCK_KINDS = ("memory",)
 
 
 class ConfigError(ValueError):
@@ -194,11 +196,12 @@ def validate(cfg: Config) -> Config:
             s.networks()
         except ValueError as e:
             raise ConfigError(f"{key}.allowed_clients: {e}") from None
-    for section, stores in (("metadata_stores", cfg.metadata_stores),
-                            ("block_stores", cfg.block_stores)):
+    for section, stores, kinds in (("metadata_stores", cfg.metadata_stores, METADATA_KINDS),
+                                   ("block_stores", cfg.block_stores, BLOCK_KINDS)):
         for name, st in stores.items():
-            if st.type != "memory":
-                raise ConfigError(f"{section}.{name}.type: unknown store type {st.type!r}")
+            if st.type not in kinds:
+                raise ConfigError(f"{section}.{name}.type: unknown store type {st.type!r} "
+                                  f"(one of {', '.join(kinds)})")
     return cfg
 
 

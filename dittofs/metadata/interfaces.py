@@ -39,9 +39,10 @@ class ITransaction(Interface):
     def remove_entry(dir_id, name):
         """Remove the entry ``name`` from ``dir_id`` (it must exist)."""
 
-    def list_entries(dir_id, after_cookie, limit):
-        """Return up to ``limit`` DirEntry with cookie > ``after_cookie``, in cookie order,
-        and a flag that is True when no entries follow them."""
+    def list_entries(dir_id, after_cookie, limit, plus=False):
+        """Return ``(entries, eof)``: up to ``limit`` ``(DirEntry, FileRecord | None)`` pairs
+        with cookie > ``after_cookie`` in cookie order (records only with ``plus``, fetched
+        in the same query where the backend can), and True when no entries follow."""
 
     def has_entries(dir_id):
         """True if ``dir_id`` holds at least one entry."""
@@ -54,6 +55,24 @@ class ITransaction(Interface):
 
     def add_usage(files, nbytes):
         """Adjust the store's file count and logical byte count by the deltas given."""
+
+    # -- IObjectStore: content-addressed blocks for deduplication ---------------
+
+    def block_refcount(digest):
+        """Return the reference count of the block with SHA-256 ``digest`` (0 if unknown)."""
+
+    def block_incref(digest, size):
+        """Add a reference to block ``digest`` of ``size`` bytes; return the new count."""
+
+    def block_decref(digest):
+        """Drop a reference; return the new count.  At 0 the block's entry is gone and its
+        content may be collected from the block store."""
+
+    def object_blocks(content_id):
+        """Return ``{block index: digest}`` for a file's content."""
+
+    def set_object_block(content_id, index, digest):
+        """Record that block ``index`` of ``content_id`` is ``digest`` (None removes it)."""
 
 
 class IMetadataStore(Interface):

@@ -181,9 +181,9 @@ class MetadataService:
             if after < 2:
                 parent = _get(txn, d.parent) if plus else None
                 out.append((DirEntry(2, b"..", d.parent), parent))
-            entries, eof = txn.list_entries(dir_id, max(after, 2), max(limit - len(out), 1))
-            for e in entries:
-                out.append((e, txn.get(e.fileid) if plus else None))
+            entries, eof = txn.list_entries(dir_id, max(after, 2), max(limit - len(out), 1),
+                                            plus)
+            out.extend(entries)
             return d, out, eof
         return await share.store.transact(fn, write=False)
 

@@ -56,6 +56,11 @@ class Runtime(MultiService):
         self.registry = StoreRegistry(config)
         self.handles = HandleCodec(load_handle_key(config.data_path))
         self.ready: defer.Deferred = defer.Deferred()
+        # Open every store now, before the reactor runs, so that one that cannot open
+        # stops start-up with a message naming it.
+        for sc in config.shares:
+            self.registry.metadata_store(sc.metadata_store)
+            self.registry.payload_service(sc.block_store)
 
     def startService(self) -> None:
         self.running = 1

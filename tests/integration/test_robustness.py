@@ -14,6 +14,7 @@ from dittofs.nfs.types import EMPTY_SATTR, DirOpArgs3
 from dittofs.rpc.message import AcceptStat, AuthStat, RejectStat, ReplyStat, encode_call
 from dittofs.rpc.record import frame_bytes
 from dittofs.rpc.xdr import Packer
+from tests.integration.conftest import stop_and_check
 from tests.support.rpcclient import NfsClient
 from tests.support.server import ServerProcess
 
@@ -30,11 +31,7 @@ def srv():
     ]}
     s = ServerProcess(config).start()
     yield s
-    alive = s.alive()
-    s.stop()
-    log = s.log_text()
-    s.cleanup()
-    assert alive, log
+    stop_and_check(s)
 
 
 def healthy(port: int) -> None:

@@ -107,18 +107,19 @@ class _MemoryTransaction:
         cookie, fileid = self._erase(d, name)
         self.undo.append(lambda: self._insert(d, name, cookie, fileid))
 
-    def list_entries(self, dir_id: int, after_cookie: int,
-                     limit: int) -> tuple[list[DirEntry], bool]:
+    def list_entries(self, dir_id: int, after_cookie: int, limit: int,
+                     plus: bool = False) -> tuple[list, bool]:
         d = self.s._dirs.get(dir_id)
         if d is None:
             return [], True
         i = bisect.bisect_right(d.cookies, after_cookie)
         chunk = d.cookies[i:i + limit]
-        names, entries = d.names, d.entries
+        names, entries, files = d.names, d.entries, self.s._files
         out = []
         for c in chunk:
             name = names[c]
-            out.append(DirEntry(c, name, entries[name][1]))
+            fid = entries[name][1]
+            out.append((DirEntry(c, name, fid), files.get(fid) if plus else None))
         return out, i + limit >= len(d.cookies)
 
     def has_entries(self, dir_id: int) -> bool:
@@ -144,6 +145,54 @@ class _MemoryTransaction:
             s._nbytes -= nbytes
         self.undo.append(back)
 
+    def block_refcount(self, digest: bytes) -> int:
+        hit = self.s._blocks.get(digest)
+        return 0 if hit is None else hit[0]
+
+    def block_incref(self, digest: bytes, size: int) -> int:
+        blocks = self.s._blocks
+        old = blocks.get(digest)
+        blocks[digest] = (1, size) if old is None else (old[0] + 1, old[1])
+        self.undo.append(lambda: blocks.pop(digest) if old is None
+                         else blocks.__setitem__(digest, old))
+        return blocks[digest][0]
+
+    def block_decref(self, digest: bytes) -> int:
+        blocks = self.s._blocks
+        old = blocks.get(digest)
+        if old is None:
+            return 0
+        self.undo.append(lambda: blocks.__setitem__(digest, old))
+        if old[0] <= 1:
+            del blocks[digest]
+            return 0
+        blocks[digest] = (old[0] - 1, old[1])
+        return old[0] - 1
+
+    def object_blocks(self, content_id: str) -> dict[int, bytes]:
+        return dict(self.s._objects.get(content_id, {}))
+
+    def set_object_block(self, content_id: str, index: int, digest: bytes | None) -> None:
+        objects = self.s._objects
+        had = content_id in objects
+        obj = objects.setdefault(content_id, {})
+        old = obj.get(index)
+
+        def back() -> None:
+            if old is None:
+                obj.pop(index, None)
+            else:
+                obj[index] = old
+            if not had and not obj:
+                objects.pop(content_id, None)
+        self.undo.append(back)
+        if digest is None:
+            obj.pop(index, None)
+            if not obj:
+                del objects[content_id]
+        else:
+            obj[index] = digest
+
 
 @implementer(IMetadataStore)
 class MemoryMetadataStore:
@@ -158,6 +207,8 @@ class MemoryMetadataStore:
         self._lock = threading.RLock()
         self._nfiles = 0
         self._nbytes = 0
+        self._blocks: dict[bytes, tuple[int, int]] = {}
+        self._objects: dict[str, dict[int, bytes]] = {}
 
     def transact(self, fn: Callable[[Any], Any], write: bool = True) -> defer.Deferred:
         with self._lock:
