@@ -79,6 +79,11 @@ class Runtime(MultiService):
             share.root_id = await self.metadata.ensure_root(share, sc.root.uid, sc.root.gid,
                                                             sc.root.mode)
             self.shares.add(share)
+            if (self.config.metadata_stores[sc.metadata_store].type != "memory"
+                    and self.config.block_stores[sc.block_store].type == "memory"):
+                log.warn("share {name}: metadata is persistent but file content is kept in "
+                         "memory (block store {bs!r}) and will read as zeros after a restart",
+                         name=sc.name, bs=sc.block_store)
             log.info("share {name} on metadata store {ms!r} and block store {bs!r}",
                      name=sc.name, ms=sc.metadata_store, bs=sc.block_store)
 

@@ -85,8 +85,12 @@ class ServerProcess:
                 f"&mountport={self.port}")
 
 
-def restart(srv: ServerProcess) -> ServerProcess:
-    """Stop ``srv`` and start it again on the same port and data directory."""
+def restart(srv: ServerProcess, kill: bool = False) -> ServerProcess:
+    """Stop ``srv`` (SIGTERM, or SIGKILL with ``kill``) and start it again on the same
+    port, data directory and configuration."""
+    if kill and srv.proc is not None:
+        srv.proc.kill()
+        srv.proc.wait()
     srv.stop()
     srv.log_path = srv.dir / f"server-{int(time.time() * 1000)}.log"
     return srv.start()

@@ -1,0 +1,84 @@
+"""Persistent metadata stores across restarts (clean and SIGKILL): old handles keep working."""
+
+from __future__ import annotations
+
+import pytest
+
+from dittofs.metadata.types import FileType
+from dittofs.nfs import codec as C
+from dittofs.nfs.const import NfsStat, Proc, StableHow
+from dittofs.nfs.types import EMPTY_SATTR, DirOpArgs3
+from tests.integration.conftest import metadata_config, stop_and_check
+from tests.integration.test_procedures import sattr
+from tests.support.rpcclient import NfsClient
+from tests.support.server import ServerProcess, restart
+
+pytestmark = pytest.mark.integration
+OK = NfsStat.NFS3_OK
+
+
+def build_tree(c, root, tag):
+    """Make a small tree; return {path: (handle, attributes)} of everything made."""
+    made = {}
+    st, d1 = c.nfs(Proc.MKDIR, C.MkdirArgs(DirOpArgs3(root, b"d" + tag), sattr(mode=0o750)))
+    assert st == OK
+    made["d"] = d1.obj
+    st, d2 = c.nfs(Proc.MKDIR, C.MkdirArgs(DirOpArgs3(d1.obj, b"deeper"), EMPTY_SATTR))
+    made["d/deeper"] = d2.obj
+    for i in range(20):
+        st, f = c.nfs(Proc.CREATE, C.CreateArgs(DirOpArgs3(d2.obj, b"f%02d" % i),
+                                                (0, sattr(mode=0o600))))
+        assert st == OK
+        st, w = c.nfs(Proc.WRITE, C.WriteArgs(f.obj, 0, i, StableHow.FILE_SYNC, b"x" * i))
+        assert st == OK
+        made[f"d/deeper/f{i:02d}"] = f.obj
+    st, s = c.nfs(Proc.SYMLINK, C.SymlinkArgs(DirOpArgs3(d1.obj, b"link"), EMPTY_SATTR,
+                                              b"deeper/f01"))
+    made["d/link"] = s.obj
+    st, _ = c.nfs(Proc.LINK, C.LinkArgs(made["d/deeper/f05"], DirOpArgs3(d1.obj, b"hard")))
+    assert st == OK
+    st, _ = c.nfs(Proc.RENAME, C.RenameArgs(DirOpArgs3(d2.obj, b"f19"),
+                                            DirOpArgs3(d1.obj, b"renamed")))
+    assert st == OK
+    return {path: (fh, c.nfs(Proc.GETATTR, fh)[1]) for path, fh in made.items()}
+
+
+def check_tree(c, made):
+    for path, (fh, attrs) in made.items():
+        st, now = c.nfs(Proc.GETATTR, fh)
+        assert st == OK, (path, st)
+        assert now == attrs, path
+    d = made["d"][0]
+    st, r = c.nfs(Proc.READDIR, C.ReaddirArgs(d, 0, bytes(8), 8192))
+    assert st == OK and sorted(e.name for e in r.entries) == sorted(
+        [b".", b"..", b"deeper", b"link", b"hard", b"renamed"])
+    st, rl = c.nfs(Proc.READLINK, made["d/link"][0])
+    assert rl.data == b"deeper/f01"
+    st, lk = c.nfs(Proc.LOOKUP, DirOpArgs3(d, b"hard"))
+    assert lk.object == made["d/deeper/f05"][0] and lk.obj_attributes.nlink == 2
+    st, lk = c.nfs(Proc.LOOKUP, DirOpArgs3(made["d/deeper"][0], b"f19"))
+    assert st == NfsStat.NFS3ERR_NOENT
+
+
+@pytest.mark.parametrize("kind", ["lmdb", "postgres"])
+def test_tree_and_handles_survive_restarts(kind, request):
+    srv = ServerProcess(metadata_config(kind, request)).start()
+    try:
+        with NfsClient(srv.port, uid=1000, gid=1000) as c:
+            root = c.mount(b"/export")[1].fhandle
+            clean = build_tree(c, root, b"1")
+        restart(srv)
+        with NfsClient(srv.port, uid=1000, gid=1000) as c:
+            check_tree(c, clean)
+            assert c.mount(b"/export")[1].fhandle == root
+            killed = build_tree(c, root, b"2")  # every reply seen before the kill
+        restart(srv, kill=True)
+        with NfsClient(srv.port, uid=1000, gid=1000) as c:
+            check_tree(c, clean)
+            check_tree(c, killed)
+            st, a = c.nfs(Proc.GETATTR, killed["d/deeper/f07"][0])
+            assert a.type == FileType.REG and a.size == 7 and a.mode == 0o600
+        log = srv.log_text()
+        assert "content is kept in memory" in log  # the user is warned about the payload
+    finally:
+        stop_and_check(srv)
