@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy import event, exc
 from twisted.internet import defer, threads
@@ -62,17 +63,47 @@ def _record(row: Any) -> FileRecord:
                       None if row[14] is None else bytes(row[14]))
 
 
+class _Result:
+    """The few result accessors the transaction uses, over a psycopg cursor."""
+
+    __slots__ = ("cur",)
+
+    def __init__(self, cur: Any) -> None:
+        self.cur = cur
+
+    def first(self) -> Any:
+        return self.cur.fetchone()
+
+    def all(self) -> list:
+        return self.cur.fetchall()
+
+    def scalar_one(self) -> Any:
+        return self.cur.fetchone()[0]
+
+    def scalar_one_or_none(self) -> Any:
+        row = self.cur.fetchone()
+        return None if row is None else row[0]
+
+    @property
+    def rowcount(self) -> int:
+        return self.cur.rowcount
+
+
 @implementer(ITransaction)
 class _PgTransaction:
-    __slots__ = ("c", "write", "lock")
+    """Runs on one psycopg connection directly: SQLAlchemy only pools and migrates, since
+    its per-statement overhead was most of the cost of a lookup here."""
 
-    def __init__(self, conn: Any, write: bool) -> None:
-        self.c = conn
+    __slots__ = ("cur", "write", "lock")
+
+    def __init__(self, cur: Any, write: bool) -> None:
+        self.cur = cur
         self.write = write
         self.lock = " FOR UPDATE" if write else ""
 
-    def _x(self, sql: str, params: tuple = ()) -> Any:
-        return self.c.exec_driver_sql(sql, params)
+    def _x(self, sql: str, params: tuple = ()) -> _Result:
+        self.cur.execute(sql, params)
+        return _Result(self.cur)
 
     def get(self, fileid: int) -> FileRecord | None:
         row = self._x(f"SELECT {_COLS} FROM files WHERE fileid = %s{self.lock}",
@@ -175,9 +206,7 @@ class _PgTransaction:
                     (content_id, index, digest))
 
 
-def _retryable(e: exc.DBAPIError) -> bool:
-    code = getattr(e.orig, "sqlstate", None)
-    return code in ("40001", "40P01")  # serialization_failure, deadlock_detected
+RETRY_STATES = ("40001", "40P01")  # serialization_failure, deadlock_detected
 
 
 @implementer(IMetadataStore)
@@ -237,10 +266,23 @@ class PostgresMetadataStore:
     def _run(self, fn: Callable[[Any], Any], write: bool) -> Any:
         for attempt in range(MAX_RETRIES):
             try:
-                with self.engine.begin() as conn:
-                    return fn(_PgTransaction(conn, write))
-            except exc.DBAPIError as e:
-                if _retryable(e) and attempt + 1 < MAX_RETRIES:
+                with self.engine.connect() as conn:
+                    raw = conn.connection.driver_connection
+                    # Reads run statement by statement (READ COMMITTED gives a multi-statement
+                    # read no stronger snapshot), sparing BEGIN/COMMIT round trips.
+                    raw.autocommit = not write
+                    try:
+                        with raw.cursor() as cur:
+                            result = fn(_PgTransaction(cur, write))
+                        if write:
+                            raw.commit()
+                        return result
+                    except BaseException:
+                        if write and not raw.closed:
+                            raw.rollback()
+                        raise
+            except psycopg.Error as e:
+                if getattr(e, "sqlstate", None) in RETRY_STATES and attempt + 1 < MAX_RETRIES:
                     continue
                 raise E.StoreIOError(f"PostgreSQL: {_short(e)}") from None
             except exc.SQLAlchemyError as e:
