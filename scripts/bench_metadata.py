@@ -114,7 +114,7 @@ def engines(args) -> None:
             cur = t.cursor()
             cur.set_range(struct.pack(">Q", 3))
             got = 0
-            for k, _ in cur:
+            for _k, _ in cur:
                 got += 1
                 if got == 10000:
                     break
