@@ -89,6 +89,7 @@ def test_sigkill_at_random_moments_leaves_no_torn_entries(request):
     there after restart, and every directory entry leads to a valid file."""
     import random
     import threading
+    import time
 
     rng = random.Random(7)
     srv = ServerProcess(metadata_config("lmdb", request)).start()
@@ -97,7 +98,7 @@ def test_sigkill_at_random_moments_leaves_no_torn_entries(request):
         for round_no in range(5):
             stop = threading.Event()
 
-            def churn(round_no=round_no):
+            def churn(round_no=round_no, stop=stop):
                 try:
                     with NfsClient(srv.port, uid=1000, gid=1000, timeout=5) as c:
                         root = c.mount(b"/export")[1].fhandle
@@ -122,7 +123,6 @@ def test_sigkill_at_random_moments_leaves_no_torn_entries(request):
 
             t = threading.Thread(target=churn)
             t.start()
-            import time
             time.sleep(rng.uniform(0.2, 0.8))
             srv.proc.kill()
             stop.set()
