@@ -19,7 +19,8 @@ import yaml
 
 ENV_PREFIX = "DITTOFS_"
 METADATA_KINDS = ("memory", "lmdb", "postgres")
-BLOCK_KINDS = ("memory",)
+BLOCK_KINDS = ("memory", "fs", "s3")
+DURABILITY = ("writeback", "local", "remote")
 
 
 class ConfigError(ValueError):
@@ -58,6 +59,7 @@ class ShareConfig:
     name: str = "/export"
     metadata_store: str = "default"
     block_store: str = "default"
+    durability: str = "local"
     read_only: bool = False
     root_squash: bool = True
     all_squash: bool = False
@@ -188,6 +190,9 @@ def validate(cfg: Config) -> Config:
         if s.name in seen:
             raise ConfigError(f"{key}.name: {s.name!r} is declared twice")
         seen.add(s.name)
+        if s.durability not in DURABILITY:
+            raise ConfigError(f"{key}.durability: {s.durability!r} is not one of "
+                              f"{', '.join(DURABILITY)}")
         if s.metadata_store not in cfg.metadata_stores:
             raise ConfigError(f"{key}.metadata_store: no store named {s.metadata_store!r}")
         if s.block_store not in cfg.block_stores:

@@ -17,7 +17,6 @@ from twisted.internet import defer, task  # noqa: E402
 
 from dittofs.metadata.service import MetadataService  # noqa: E402
 from dittofs.metadata.types import FileType, Identity  # noqa: E402
-from dittofs.payload.memory import MemoryPayloadService  # noqa: E402
 from dittofs.runtime.shares import Share  # noqa: E402
 
 ME = Identity(1000, 1000, ())
@@ -26,7 +25,7 @@ BATCH = 64  # operations in flight, as many NFS clients would have
 
 async def service_bench(store, n: int, listing: int) -> dict:
     md = MetadataService()
-    share = Share("/bench", 1, store, MemoryPayloadService())
+    share = Share("/bench", 1, store, None)
     share.root_id = await md.ensure_root(share, 0, 0, 0o777)
     d = (await md.create(share, ME, share.root_id, b"big", FileType.DIR)).file
     names = [b"file-%07d" % i for i in range(n)]

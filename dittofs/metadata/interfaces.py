@@ -68,6 +68,9 @@ class ITransaction(Interface):
         """Drop a reference; return the new count.  At 0 the block's entry is gone and its
         content may be collected from the block store."""
 
+    def block_totals():
+        """Return (number of blocks, bytes in them) over all referenced blocks."""
+
     def object_blocks(content_id):
         """Return ``{block index: digest}`` for a file's content."""
 

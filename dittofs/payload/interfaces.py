@@ -2,31 +2,65 @@
 
 from __future__ import annotations
 
-from zope.interface import Interface
+from zope.interface import Attribute, Interface
 
 
 class IPayloadService(Interface):
     """File content addressed by a content id; file sizes are the metadata layer's.
 
-    Every method returns a Deferred.  Content that was never written reads as zeros.
+    Every method returns a Deferred (or is a coroutine).  Content never written reads as
+    zeros.  ``sync`` asks that the change be on local stable storage (the WAL) before
+    the result fires; ``remote`` that it be in the block store.
     """
 
+    name = Attribute("The service's name (its block store's).")
+
+    def start():
+        """Replay what the WAL holds and begin background uploads."""
+
     def read_at(content_id, offset, count):
-        """Fire with up to ``count`` bytes from ``offset`` (the caller clamps to the file size);
-        bytes past what was written are zeros, and the result is exactly ``count`` long."""
+        """Fire with exactly ``count`` bytes from ``offset`` (zeros past what was written);
+        the caller clamps ``count`` to the file size."""
 
-    def write_at(content_id, offset, data):
-        """Store ``data`` (bytes-like) at ``offset``; fire with None once it is acknowledged
-        per the share's durability setting."""
+    def write_at(content_id, offset, data, sync=True):
+        """Store ``data`` (bytes-like) at ``offset``; fire once acknowledged."""
 
-    def truncate(content_id, size):
+    def truncate(content_id, size, sync=True):
         """Discard content at and beyond ``size``."""
 
-    def flush(content_id):
-        """Fire once everything written to ``content_id`` is durable (NFS COMMIT, SMB FLUSH)."""
+    def flush(content_id, remote=False):
+        """Fire once everything written to ``content_id`` is durable: in the WAL, or with
+        ``remote`` in the block store (NFS COMMIT, SMB FLUSH)."""
 
-    def delete(content_id):
-        """Forget all content of ``content_id``."""
+    def delete(content_id, sync=True):
+        """Forget all content of ``content_id``; unreferenced blocks are collected."""
+
+    def stats():
+        """Fire with a dict: logical_bytes, stored_bytes, dedup_ratio, cache and WAL sizes."""
 
     def close():
-        """Flush and release resources."""
+        """Upload what is dirty and release resources."""
+
+
+class IBlockStore(Interface):
+    """Where uploaded blocks live, addressed by key (``<namespace>/<sha256 hex>``).
+
+    Every method returns a Deferred; blocking stores do their I/O in their own pool.
+    """
+
+    name = Attribute("The store's configured name.")
+
+    def put(key, data):
+        """Store ``data`` (bytes) under ``key``, atomically: a reader sees all or nothing."""
+
+    def get(key):
+        """Fire with the bytes stored under ``key``; fail with KeyError if there are none."""
+
+    def delete(key):
+        """Remove ``key`` (no error if it is absent)."""
+
+    def keys():
+        """Fire with a list of every key stored (for garbage checks and tests)."""
+
+    def close():
+        """Release resources."""

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from twisted.python.threadpool import ThreadPool
+
 from dittofs.config import Config, ConfigError, StoreConfig
 from dittofs.metadata.errors import MetadataError
-from dittofs.payload.memory import MemoryPayloadService
 
 
 def _memory(name: str, cfg: StoreConfig, config: Config) -> Any:
@@ -33,8 +34,39 @@ def _postgres(name: str, cfg: StoreConfig, config: Config) -> Any:
 METADATA_TYPES: dict[str, Callable[[str, StoreConfig, Config], Any]] = {
     "memory": _memory, "lmdb": _lmdb, "postgres": _postgres,
 }
+def _memory_blocks(name: str, cfg: StoreConfig, config: Config) -> Any:
+    from dittofs.payload.blockstores.memory import MemoryBlockStore
+    return MemoryBlockStore(name)
+
+
+def _fs_blocks(name: str, cfg: StoreConfig, config: Config) -> Any:
+    from dittofs.payload.blockstores.fs import FsBlockStore
+    path = cfg.options.get("path") or config.data_path / "blocks" / name
+    try:
+        return FsBlockStore(name, path, fsync=bool(cfg.options.get("fsync", True)))
+    except OSError as e:
+        raise ConfigError(f"block_stores.{name}.path: cannot use {path}: {e.strerror}") from None
+
+
+def _s3_blocks(name: str, cfg: StoreConfig, config: Config) -> Any:
+    from dittofs.payload.blockstores.s3 import S3BlockStore
+    o = cfg.options
+    if not o.get("bucket"):
+        raise ConfigError(f"block_stores.{name}.bucket: an S3 bucket is required")
+    try:
+        return S3BlockStore(
+            name, str(o["bucket"]), prefix=str(o.get("prefix", "")),
+            endpoint_url=o.get("endpoint_url"), region=str(o.get("region", "us-east-1")),
+            path_style=bool(o.get("path_style", True)), access_key=o.get("access_key"),
+            secret_key=o.get("secret_key"), checksums=str(o.get("checksums", "when_required")),
+            threads_max=int(o.get("threads", 8)), create_bucket=bool(o.get("create_bucket")))
+    except Exception as e:  # botocore raises many kinds; all mean "cannot use it"
+        raise ConfigError(f"block_stores.{name}: cannot use S3 bucket {o['bucket']!r}: {e}") \
+            from None
+
+
 BLOCK_TYPES: dict[str, Callable[[str, StoreConfig, Config], Any]] = {
-    "memory": lambda name, cfg, config: MemoryPayloadService(name),
+    "memory": _memory_blocks, "fs": _fs_blocks, "s3": _s3_blocks,
 }
 
 
@@ -47,7 +79,9 @@ class StoreRegistry:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.metadata: dict[str, Any] = {}
-        self.payload: dict[str, Any] = {}
+        self.blocks: dict[str, Any] = {}
+        self.payload: dict[tuple[str, str], Any] = {}
+        self.hash_pool = ThreadPool(1, 2, name="hash")
 
     def metadata_store(self, name: str) -> Any:
         if name not in self.metadata:
@@ -58,11 +92,47 @@ class StoreRegistry:
                 raise ConfigError(f"metadata_stores.{name}: {e}") from None
         return self.metadata[name]
 
-    def payload_service(self, name: str) -> Any:
-        if name not in self.payload:
+    def block_store(self, name: str) -> Any:
+        if name not in self.blocks:
             cfg = self.config.block_stores[name]
-            self.payload[name] = BLOCK_TYPES[cfg.type](name, cfg, self.config)
-        return self.payload[name]
+            self.blocks[name] = BLOCK_TYPES[cfg.type](name, cfg, self.config)
+        return self.blocks[name]
 
-    def all(self) -> list[Any]:
-        return [*self.metadata.values(), *self.payload.values()]
+    def payload_service(self, block_store: str, metadata_store: str) -> Any:
+        """The content path for shares on this pair of stores.  Block maps and reference
+        counts live in the metadata store, so each pair is its own dedup domain."""
+        from dittofs.payload.service import CachedPayloadService
+        from dittofs.payload.wal import Wal
+
+        key = (block_store, metadata_store)
+        if key not in self.payload:
+            cfg = self.config.block_stores[block_store]
+            wal = None
+            if cfg.type != "memory":  # nothing to recover into a memory block store
+                path = self.config.data_path / "wal" / f"{block_store}--{metadata_store}"
+                try:
+                    wal = Wal(path)
+                except OSError as e:
+                    raise ConfigError(f"server.data_dir: cannot keep a WAL in {path}: "
+                                      f"{e.strerror}") from None
+            self.payload[key] = CachedPayloadService(
+                block_store, self.block_store(block_store), self.metadata_store(metadata_store),
+                self.hash_pool, wal=wal,
+                cache_bytes=int(cfg.options.get("cache_bytes", 512 * 1024 * 1024)),
+                concurrency=int(cfg.options.get("uploads", 4)))
+        return self.payload[key]
+
+    async def start(self) -> None:
+        """Start the shared pools and every payload service (WAL replay)."""
+        self.hash_pool.start()
+        for payload in self.payload.values():
+            await payload.start()
+
+    async def close(self) -> None:
+        """Payload first (its uploads need the metadata stores), then the stores."""
+        for p in self.payload.values():
+            await p.close()
+        for m in self.metadata.values():
+            await m.close()
+        if self.hash_pool.started:
+            self.hash_pool.stop()

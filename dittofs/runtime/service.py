@@ -59,8 +59,7 @@ class Runtime(MultiService):
         # Open every store now, before the reactor runs, so that one that cannot open
         # stops start-up with a message naming it.
         for sc in config.shares:
-            self.registry.metadata_store(sc.metadata_store)
-            self.registry.payload_service(sc.block_store)
+            self.registry.payload_service(sc.block_store, sc.metadata_store)
 
     def startService(self) -> None:
         self.running = 1
@@ -69,12 +68,14 @@ class Runtime(MultiService):
         d.addErrback(self._failed)
 
     async def _prepare(self) -> None:
+        await self.registry.start()
         for sc in self.config.shares:
             share = Share(
                 name=sc.name, sid=share_id(sc.name),
                 store=self.registry.metadata_store(sc.metadata_store),
-                payload=self.registry.payload_service(sc.block_store),
-                read_only=sc.read_only, root_squash=sc.root_squash, all_squash=sc.all_squash,
+                payload=self.registry.payload_service(sc.block_store, sc.metadata_store),
+                durability=sc.durability, read_only=sc.read_only, root_squash=sc.root_squash,
+                all_squash=sc.all_squash,
                 anon_uid=sc.anon_uid, anon_gid=sc.anon_gid, networks=sc.networks())
             share.root_id = await self.metadata.ensure_root(share, sc.root.uid, sc.root.gid,
                                                             sc.root.mode)
@@ -101,8 +102,7 @@ class Runtime(MultiService):
         for child in reversed(list(self)):
             if child.running:
                 await defer.maybeDeferred(child.stopService)
-        for store in self.registry.all():
-            await store.close()
+        await self.registry.close()
 
     def stopService(self) -> defer.Deferred:
         self.running = 0

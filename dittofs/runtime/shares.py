@@ -18,6 +18,7 @@ class Share:
     sid: int
     store: Any  # IMetadataStore
     payload: Any  # IPayloadService
+    durability: str = "local"  # writeback | local | remote
     read_only: bool = False
     root_squash: bool = True
     all_squash: bool = False

@@ -29,7 +29,7 @@ def imports(path: Path) -> set[str]:
 def test_pure_modules_do_not_import_io(rel):
     bad = {m for m in imports(PKG / rel)
            if m.startswith("twisted.internet") or m.startswith("dittofs.metadata.stores")
-           or m.startswith("dittofs.payload.memory")}
+           or m.startswith("dittofs.payload.blockstores")}
     assert not bad, f"{rel} imports {bad}"
 
 

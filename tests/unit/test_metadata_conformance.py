@@ -19,7 +19,6 @@ from dittofs.metadata.stores.lmdb import LmdbMetadataStore
 from dittofs.metadata.stores.memory import MemoryMetadataStore
 from dittofs.metadata.stores.postgres import PostgresMetadataStore
 from dittofs.metadata.types import FileType, Identity, SetAttrs
-from dittofs.payload.memory import MemoryPayloadService
 from dittofs.runtime.shares import Share
 
 ALICE = Identity(1000, 1000, ())
@@ -59,7 +58,7 @@ def backend(request, tmp_path):
 
 
 async def share_on(store, name="/s"):
-    share = Share(name, hash(name) & 0xFFFF, store, MemoryPayloadService())
+    share = Share(name, hash(name) & 0xFFFF, store, None)  # content is not touched here
     share.root_id = await MetadataService().ensure_root(share, 0, 0, 0o777)
     return share
 

@@ -11,8 +11,6 @@ from dittofs.metadata.interfaces import IMetadataStore, ITransaction
 from dittofs.metadata.service import MetadataService
 from dittofs.metadata.stores.memory import MemoryMetadataStore
 from dittofs.metadata.types import FileType, Identity, SetAttrs
-from dittofs.payload.interfaces import IPayloadService
-from dittofs.payload.memory import BLOCK, MemoryPayloadService
 from dittofs.runtime.shares import Share
 
 ALICE = Identity(1000, 1000, ())
@@ -33,7 +31,7 @@ def run(coro):
 @pytest.fixture()
 def env():
     store = MemoryMetadataStore("m")
-    share = Share("/s", 1, store, MemoryPayloadService())
+    share = Share("/s", 1, store, None)
     md = MetadataService()
     share.root_id = run(md.ensure_root(share, 0, 0, 0o777))
     return md, share
@@ -43,7 +41,6 @@ def test_interfaces():
     store = MemoryMetadataStore("m")
     assert verifyObject(IMetadataStore, store)
     store.transact(lambda txn: verifyObject(ITransaction, txn))
-    assert verifyObject(IPayloadService, MemoryPayloadService())
 
 
 def test_ensure_root_is_idempotent(env):
@@ -127,14 +124,3 @@ def test_read_only_share(env):
     share.read_only = True
     with pytest.raises(E.ReadOnly):
         run(md.create(share, ALICE, share.root_id, b"x", FileType.REG))
-
-
-def test_payload_sparse_truncate():
-    p = MemoryPayloadService()
-    run(_await(p.write_at("c", BLOCK - 2, b"abcd")))
-    assert run(_await(p.read_at("c", BLOCK - 4, 8))) == b"\0\0abcd\0\0"
-    run(_await(p.truncate("c", BLOCK - 1)))
-    assert run(_await(p.read_at("c", BLOCK - 2, 4))) == b"a\0\0\0"
-    run(_await(p.truncate("c", 0)))
-    assert p.stored_bytes() == 0
-    assert run(_await(p.read_at("missing", 0, 3))) == b"\0\0\0"

@@ -13,7 +13,6 @@ from dittofs.nfs.const import NfsStat
 from dittofs.nfs.handlers import NfsHandlers
 from dittofs.nfs.handles import HandleCodec
 from dittofs.nfs.types import EMPTY_SATTR, DirOpArgs3
-from dittofs.payload.memory import MemoryPayloadService
 from dittofs.rpc.message import AuthUnix, RpcCall
 from dittofs.rpc.program import CallContext
 from dittofs.runtime.shares import Share, ShareTable
@@ -33,7 +32,7 @@ def ctx(host="127.0.0.1", uid=1000):
 def setup(networks):
     md = MetadataService()
     shares = ShareTable()
-    share = Share("/s", 9, MemoryMetadataStore("m"), MemoryPayloadService(),
+    share = Share("/s", 9, MemoryMetadataStore("m"), None,
                   networks=[ipaddress.ip_network(n) for n in networks])
     share.root_id = result(md.ensure_root(share, 0, 0, 0o777))
     shares.add(share)

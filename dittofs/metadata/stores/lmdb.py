@@ -164,6 +164,13 @@ class _LmdbTransaction:
         self.t.put(digest, _QQ.pack(count - 1, size), db=self.s.blocks)
         return count - 1
 
+    def block_totals(self) -> tuple[int, int]:
+        n = total = 0
+        for _, raw in self.t.cursor(db=self.s.blocks):
+            n += 1
+            total += _QQ.unpack(raw)[1]
+        return n, total
+
     def object_blocks(self, content_id: str) -> dict[int, bytes]:
         prefix = content_id.encode() + b"\0"
         cur = self.t.cursor(db=self.s.objects)

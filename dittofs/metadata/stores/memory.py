@@ -169,6 +169,10 @@ class _MemoryTransaction:
         blocks[digest] = (old[0] - 1, old[1])
         return old[0] - 1
 
+    def block_totals(self) -> tuple[int, int]:
+        blocks = self.s._blocks
+        return len(blocks), sum(size for _, size in blocks.values())
+
     def object_blocks(self, content_id: str) -> dict[int, bytes]:
         return dict(self.s._objects.get(content_id, {}))
 

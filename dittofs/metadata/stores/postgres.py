@@ -192,6 +192,10 @@ class _PgTransaction:
             return 0
         return count
 
+    def block_totals(self) -> tuple[int, int]:
+        row = self._x("SELECT count(*), coalesce(sum(size), 0) FROM blocks").first()
+        return int(row[0]), int(row[1])
+
     def object_blocks(self, content_id: str) -> dict[int, bytes]:
         rows = self._x("SELECT idx, digest FROM objects WHERE content_id = %s",
                        (content_id,)).all()

@@ -1,0 +1,236 @@
+"""CachedPayloadService: file content through the cache, the WAL and the TransferManager.
+
+Writes land in the cache and the WAL and are acknowledged (after the WAL fsync when
+``sync``); the TransferManager uploads blocks in the background: full blocks at once,
+others once idle for a tick, and everything of a file on ``flush(remote=True)``.
+Dirty data above the cap makes writers wait (backpressure), never fail.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import defer, task
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from dittofs.payload import wal as W
+from dittofs.payload.cache import BLOCK_SIZE, Block, Cache, covers
+from dittofs.payload.interfaces import IPayloadService
+from dittofs.payload.transfer import TransferManager
+
+log = Logger(namespace="dittofs.payload")
+
+DEFAULT_CACHE_BYTES = 512 * 1024 * 1024
+IDLE_TICK = 0.5
+
+
+@implementer(IPayloadService)
+class CachedPayloadService:
+    def __init__(self, name: str, store: Any, objects: Any, hash_pool: Any,
+                 wal: W.Wal | None = None, cache_bytes: int = DEFAULT_CACHE_BYTES,
+                 concurrency: int = 4, reactor: Any = None) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+            reactor = default_reactor
+        self.name = name
+        self.store = store
+        self.objects = objects
+        self.reactor = reactor
+        self.cache = Cache(cache_bytes)
+        self.dirty_cap = max(cache_bytes * 3 // 4, 2 * BLOCK_SIZE)
+        self.wal = wal
+        self.transfer = TransferManager(self.cache, store, objects, objects.name, hash_pool,
+                                        reactor, concurrency, self._progress)
+        self._space_waiters: list[defer.Deferred] = []
+        self._seen: dict[tuple[str, int], int] = {}
+        self._ticker = task.LoopingCall(self._tick)
+        self._ticker.clock = reactor
+        self.started = False
+
+    # -- lifecycle ------------------------------------------------------------
+
+    async def start(self) -> int:
+        """Replay the WAL into the cache and start background uploads; return records."""
+        n = 0
+        if self.wal is not None:
+            for rec in self.wal.replay():
+                n += 1
+                if rec.op == W.OP_WRITE:
+                    self._apply_write(rec.content_id, rec.offset, rec.data, rec.segment)
+                elif rec.op == W.OP_TRUNCATE:
+                    await self._truncate(rec.content_id, rec.offset, rec.segment)
+                else:
+                    await self.transfer.drop_from(rec.content_id, 0)
+            if n:
+                log.info("payload {name}: replayed {n} WAL records", name=self.name, n=n)
+            for b in list(self.cache.dirty.values()):
+                self.transfer.schedule(b)
+        self._ticker.start(IDLE_TICK, now=False)
+        self.started = True
+        return n
+
+    async def close(self) -> None:
+        """Upload everything dirty, then stop."""
+        if self._ticker.running:
+            self._ticker.stop()
+        await self.transfer.wait_clean(list(self.cache.dirty.values()))
+        if self.wal is not None:
+            self.wal.trim(self.wal.segment + 1)
+            self.wal.close()
+        await self.store.close()
+
+    def _tick(self) -> None:
+        """Upload blocks that were not written since the last tick."""
+        seen, now = self._seen, {}
+        for key, b in self.cache.dirty.items():
+            if not b.uploading:
+                if seen.get(key) == b.version:
+                    self.transfer.schedule(b)
+                else:
+                    now[key] = b.version
+        self._seen = now
+
+    def _progress(self) -> None:
+        if self.wal is not None:
+            oldest = self.cache.oldest_segment()
+            self.wal.trim(oldest if oldest is not None else self.wal.segment)
+        self.cache.evict()
+        if self._space_waiters and self.cache.dirty_bytes() < self.dirty_cap:
+            waiters, self._space_waiters = self._space_waiters, []
+            for d in waiters:
+                d.callback(None)
+
+    # -- IPayloadService --------------------------------------------------------
+
+    def _apply_write(self, cid: str, offset: int, data: Any, segment: int) -> None:
+        mv = memoryview(data)
+        pos, i, total = offset, 0, len(mv)
+        while i < total:
+            idx, start = divmod(pos, BLOCK_SIZE)
+            n = min(BLOCK_SIZE - start, total - i)
+            b = self.cache.get(cid, idx)
+            if b is None:
+                b = self.cache.add(Block(cid, idx))
+            self.cache.mark_dirty(b, segment)
+            if not b.complete and start == 0 and n == BLOCK_SIZE:
+                b.loaded, b.cov = True, []  # a whole-block overwrite needs no base
+            self.cache.write(b, start, mv[i:i + n])
+            if len(b.buf) == BLOCK_SIZE and (b.complete or covers(b.cov, 0, BLOCK_SIZE)):
+                self.transfer.schedule(b)
+            pos += n
+            i += n
+
+    async def write_at(self, content_id: str, offset: int, data: Any, sync: bool = True) -> None:
+        while self.cache.dirty_bytes() >= self.dirty_cap:
+            for b in list(self.cache.dirty.values()):
+                self.transfer.schedule(b)
+            d: defer.Deferred = defer.Deferred()
+            self._space_waiters.append(d)
+            await d
+        segment, durable = (0, None) if self.wal is None else self.wal.append(
+            W.OP_WRITE, content_id, offset, data, sync)
+        self._apply_write(content_id, offset, data, segment)
+        self.cache.evict()
+        if durable is not None:
+            if sync:
+                await durable
+            else:
+                durable.addErrback(lambda f: log.failure("WAL append failed", f))
+
+    async def read_at(self, content_id: str, offset: int, count: int) -> bytes:
+        idx, start = divmod(offset, BLOCK_SIZE)
+        if start + count <= BLOCK_SIZE:  # the common case: one block
+            b = self.cache.get(content_id, idx)
+            if b is not None and (b.complete or covers(b.cov, start, start + count)):
+                piece = b.buf[start:start + count]
+                if len(piece) == count:
+                    return bytes(piece)
+                return bytes(piece) + bytes(count - len(piece))
+        out = bytearray(count)
+        pos, end = offset, offset + count
+        omap = None
+        while pos < end:
+            idx, start = divmod(pos, BLOCK_SIZE)
+            n = min(BLOCK_SIZE - start, end - pos)
+            b = self.cache.get(content_id, idx)
+            if b is None or not (b.complete or covers(b.cov, start, start + n)):
+                if omap is None:
+                    omap = await self.objects.transact(
+                        lambda t: t.object_blocks(content_id), write=False)
+                b = await self._load(content_id, idx, omap.get(idx))
+            if b is not None:
+                piece = b.buf[start:start + n]
+                out[pos - offset:pos - offset + len(piece)] = piece
+            pos += n
+        self.cache.evict()
+        return bytes(out)
+
+    async def _load(self, cid: str, idx: int, digest: bytes | None) -> Block | None:
+        """The complete block ``idx`` of ``cid``, or None where it is a hole."""
+        b = self.cache.get(cid, idx)
+        if b is None:
+            if digest is None:
+                return None
+            data = await self.transfer.fetch(digest)
+            b = self.cache.get(cid, idx)  # a write may have created it meanwhile
+            if b is None:
+                b = Block(cid, idx, base=digest)
+                b.loaded = True
+                b.buf = bytearray(data)
+                return self.cache.add(b)
+            if not b.complete:
+                b.base = digest
+                self.cache.merge(b, data)
+            return b
+        await self.transfer.ensure_complete(b, retry=False)
+        return b
+
+    async def _truncate(self, cid: str, size: int, segment: int) -> None:
+        keep, tail = divmod(size, BLOCK_SIZE)
+        await self.transfer.drop_from(cid, keep + (1 if tail else 0))
+        if tail:
+            b = self.cache.get(cid, keep)
+            if b is None:
+                omap = await self.objects.transact(lambda t: t.object_blocks(cid), write=False)
+                b = await self._load(cid, keep, omap.get(keep))
+            else:
+                await self.transfer.ensure_complete(b)
+            if b is not None and len(b.buf) > tail:
+                self.cache.truncate(b, tail)
+                self.cache.mark_dirty(b, segment)
+                b.version += 1
+
+    async def truncate(self, content_id: str, size: int, sync: bool = True) -> None:
+        segment, durable = (0, None) if self.wal is None else self.wal.append(
+            W.OP_TRUNCATE, content_id, size, b"", sync)
+        if durable is not None and sync:
+            await durable
+        await self._truncate(content_id, size, segment)
+
+    async def delete(self, content_id: str, sync: bool = True) -> None:
+        if self.wal is not None:
+            _, durable = self.wal.append(W.OP_DELETE, content_id, 0, b"", sync)
+            if sync:
+                await durable
+        await self.transfer.drop_from(content_id, 0)
+
+    async def flush(self, content_id: str, remote: bool = False) -> None:
+        if remote:
+            await self.transfer.wait_clean(self.cache.file_blocks(content_id))
+        elif self.wal is not None:
+            await self.wal.sync()
+
+    # -- statistics -------------------------------------------------------------
+
+    async def stats(self) -> dict:
+        files, logical = await self.objects.usage()
+        nblocks, stored = await self.objects.transact(lambda t: t.block_totals(), write=False)
+        return {
+            "logical_bytes": logical, "stored_bytes": stored, "stored_blocks": nblocks,
+            "dedup_ratio": (logical / stored) if stored else 1.0,
+            "cache_bytes": self.cache.bytes(), "dirty_bytes": self.cache.dirty_bytes(),
+            "evictions": self.cache.evictions, "uploads": self.transfer.uploads,
+            "dedup_hits": self.transfer.dedup_hits, "upload_errors": self.transfer.errors,
+            "wal_bytes": self.wal.size() if self.wal is not None else 0,
+        }

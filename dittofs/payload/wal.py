@@ -1,0 +1,198 @@
+"""Write-ahead log of payload changes: record format (pure) and segmented files.
+
+Record: crc32 (4) | body length (4) | op (1) | content-id length (2) | offset or size (8)
+| content id | data.  The CRC covers everything after itself, so a torn or partly
+written record is detected and replay stops there.  Segments are files
+``wal-<n>.log``; a segment is deleted once every change it holds is in the block store.
+
+Appends happen in one writer thread that gathers everything queued into one
+``writev`` and one ``fsync`` (group commit); callers that need durability wait for it.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from twisted.internet import defer
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+
+OP_WRITE, OP_TRUNCATE, OP_DELETE = 1, 2, 3
+_HDR = struct.Struct(">IIBHQ")
+_TAIL = struct.Struct(">BHQ")
+SEGMENT_BYTES = 64 * 1024 * 1024
+
+
+class WalRecord(NamedTuple):
+    op: int
+    content_id: str
+    offset: int  # the offset of a write, the size of a truncate
+    data: Any  # bytes-like, writes only
+    segment: int = 0
+
+
+def encode_parts(op: int, content_id: str, offset: int, data: Any = b"") -> list:
+    """The record as buffers for writev, without copying ``data``."""
+    cid = content_id.encode()
+    tail = _TAIL.pack(op, len(cid), offset)
+    crc = zlib.crc32(data, zlib.crc32(cid, zlib.crc32(tail)))
+    body_len = len(tail) + len(cid) + len(data)
+    return [struct.pack(">II", crc, body_len) + tail + cid, data]
+
+
+def decode_stream(buf: bytes, segment: int = 0) -> tuple[list[WalRecord], int]:
+    """Decode records from ``buf``; return them and the offset where decoding stopped
+    (the end, or the start of a torn or corrupt record)."""
+    out = []
+    pos = 0
+    mv = memoryview(buf)
+    while pos + _HDR.size <= len(buf):
+        crc, body_len, op, cid_len, offset = _HDR.unpack_from(buf, pos)
+        end = pos + 8 + body_len
+        if body_len < _TAIL.size + cid_len or end > len(buf):
+            break
+        if zlib.crc32(mv[pos + 8:end]) != crc:
+            break
+        cid_start = pos + _HDR.size
+        cid = bytes(mv[cid_start:cid_start + cid_len]).decode()
+        data = bytes(mv[cid_start + cid_len:end])
+        out.append(WalRecord(op, cid, offset, data, segment))
+        pos = end
+    return out, pos
+
+
+class Wal:
+    """Segmented log files in ``directory`` with a group-committing writer thread."""
+
+    def __init__(self, directory: str | os.PathLike, reactor: Any = None,
+                 segment_bytes: int = SEGMENT_BYTES) -> None:
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+            reactor = default_reactor
+        self.reactor = reactor
+        self.segment_bytes = segment_bytes
+        existing = self.segments()
+        self.segment = (existing[-1] + 1) if existing else 1  # never append to an old one
+        self._seg_size = 0
+        self._fd: int | None = None
+        self._fd_seg = 0
+        self._lock = threading.Lock()
+        self._queue: list[tuple[list, defer.Deferred | None]] = []
+        self._sync_waiters: list[defer.Deferred] = []
+        self._scheduled = False
+        self.pool = ThreadPool(1, 1, name="wal")
+        self.bytes_written = 0
+
+    def segments(self) -> list[int]:
+        return sorted(int(p.name[4:-4]) for p in self.dir.glob("wal-*.log"))
+
+    def _path(self, n: int) -> Path:
+        return self.dir / f"wal-{n:016d}.log"
+
+    def replay(self) -> Iterator[WalRecord]:
+        """Every intact record of the existing segments, oldest first."""
+        for n in self.segments():
+            data = self._path(n).read_bytes()
+            records, _ = decode_stream(data, n)
+            yield from records
+
+    def append(self, op: int, content_id: str, offset: int, data: Any = b"",
+               sync: bool = True) -> tuple[int, defer.Deferred]:
+        """Queue a record; return its segment and a Deferred that fires once it is on disk
+        (fsynced when ``sync``, else merely written)."""
+        parts = encode_parts(op, content_id, offset, data)
+        size = len(parts[0]) + len(parts[1])
+        if self._seg_size and self._seg_size + size > self.segment_bytes:
+            self.segment += 1
+            self._seg_size = 0
+        self._seg_size += size
+        d: defer.Deferred = defer.Deferred()
+        self._enqueue((parts, self.segment, sync), d)
+        return self.segment, d
+
+    def sync(self) -> defer.Deferred:
+        """Fire once everything appended so far is fsynced."""
+        d: defer.Deferred = defer.Deferred()
+        self._enqueue(None, d)
+        return d
+
+    def _enqueue(self, item: Any, d: defer.Deferred) -> None:
+        with self._lock:
+            self._queue.append((item, d))
+            if not self._scheduled:
+                self._scheduled = True
+                if not self.pool.started:
+                    self.pool.start()
+                self.pool.callInThread(self._drain)
+
+    def _open(self, seg: int) -> int:
+        if self._fd is not None and self._fd_seg == seg:
+            return self._fd
+        if self._fd is not None:
+            os.fsync(self._fd)
+            os.close(self._fd)
+        self._fd = os.open(self._path(seg), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._fd_seg = seg
+        return self._fd
+
+    def _drain(self) -> None:
+        while True:
+            with self._lock:
+                batch, self._queue = self._queue, []
+                if not batch:
+                    self._scheduled = False
+                    return
+            need_sync = False
+            outcome: Any = None
+            try:
+                for item, _ in batch:
+                    if item is None:
+                        need_sync = True
+                        continue
+                    parts, seg, sync = item
+                    fd = self._open(seg)
+                    for p in parts:
+                        view = memoryview(p)
+                        while view:
+                            n = os.write(fd, view)
+                            view = view[n:]
+                            self.bytes_written += n
+                    need_sync = need_sync or sync
+                if need_sync and self._fd is not None:
+                    os.fdatasync(self._fd)
+            except OSError:
+                outcome = Failure()
+            for _, d in batch:
+                if outcome is None:
+                    self.reactor.callFromThread(d.callback, None)
+                else:
+                    self.reactor.callFromThread(d.errback, outcome)
+
+    def trim(self, keep_from: int) -> None:
+        """Delete segments older than ``keep_from`` (never the one being appended to)."""
+        for n in self.segments():
+            if n < keep_from and n < self.segment and n != self._fd_seg:
+                try:
+                    self._path(n).unlink()
+                except FileNotFoundError:
+                    pass
+
+    def size(self) -> int:
+        return sum(self._path(n).stat().st_size for n in self.segments()
+                   if self._path(n).exists())
+
+    def close(self) -> None:
+        if self.pool.started:
+            self.pool.stop()
+        if self._fd is not None:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = None
