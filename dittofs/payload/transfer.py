@@ -63,7 +63,7 @@ class TransferManager:
         self.digest_locks = _Locks()
         self.content_locks = _Locks()
         self.clean_waiters: dict[tuple[str, int], list[defer.Deferred]] = {}
-        self.failing = False
+        self.failing: set[str] = set()  # kinds of operation in a logged incident
         self.uploads = 0
         self.dedup_hits = 0
         self.upload_bytes = 0
@@ -119,22 +119,26 @@ class TransferManager:
 
     # -- the upload ----------------------------------------------------------
 
-    async def _retry(self, what: str, fn: Callable[[], Any], abandon: Callable[[], bool]) -> Any:
+    async def _retry(self, what: str, fn: Callable[[], Any], abandon: Callable[[], bool],
+                     kind: str = "block store") -> Any:
+        """Run ``fn`` until it succeeds (or ``abandon()``), backing off exponentially.  The
+        first failure of a ``kind`` (the block store, the metadata store) is logged once,
+        and so is its recovery."""
         delay = BACKOFF_START
         while True:
             try:
                 result = await fn()
-                if self.failing:
-                    self.failing = False
-                    log.info("block store {name}: {what} works again", name=self.store.name,
-                             what=what)
+                if kind in self.failing:
+                    self.failing.discard(kind)
+                    log.info("{kind} of {name}: {what} works again", kind=kind,
+                             name=self.store.name, what=what)
                 return result
             except Exception as e:
                 self.errors += 1
-                if not self.failing:
-                    self.failing = True
-                    log.error("block store {name}: {what} failed ({err}); retrying until it "
-                              "works", name=self.store.name, what=what, err=repr(e))
+                if kind not in self.failing:
+                    self.failing.add(kind)
+                    log.error("{kind} of {name}: {what} failed ({err}); retrying until it "
+                              "works", kind=kind, name=self.store.name, what=what, err=repr(e))
                 if abandon():
                     raise
                 await task.deferLater(self.reactor, delay, lambda: None)
@@ -184,7 +188,8 @@ class TransferManager:
             try:
                 known = await self._retry(
                     "refcount", lambda: self.objects.transact(
-                        lambda t: t.block_refcount(digest), write=False), lambda: False)
+                        lambda t: t.block_refcount(digest), write=False), lambda: False,
+                    "metadata store")
                 if not known:
                     await self._retry("upload", lambda: self.store.put(self.key(digest), data),
                                       lambda: b.dropped)
@@ -229,7 +234,7 @@ class TransferManager:
                     return old
                 return b""
             return await self._retry("block map update", lambda: self.objects.transact(fn),
-                                     lambda: False)
+                                     lambda: False, "metadata store")
         finally:
             self.content_locks.release(b.cid, lock)
 

@@ -1,0 +1,285 @@
+"""The payload path: coverage, eviction, backpressure, WAL replay, dedup refcounts and GC."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer, reactor
+from twisted.python.threadpool import ThreadPool
+from zope.interface.verify import verifyObject
+
+from dittofs.metadata.stores.memory import MemoryMetadataStore
+from dittofs.payload import wal as W
+from dittofs.payload.blockstores.fs import FsBlockStore
+from dittofs.payload.blockstores.memory import MemoryBlockStore
+from dittofs.payload.cache import BLOCK_SIZE, Block, Cache, add_interval, covers
+from dittofs.payload.interfaces import IBlockStore, IPayloadService
+from dittofs.payload.service import CachedPayloadService
+from tests.support.vectors import hexv
+
+MB = 1024 * 1024
+
+
+# -- pure pieces -----------------------------------------------------------------
+
+def test_intervals():
+    cov = []
+    for s, e in [(10, 20), (30, 40), (15, 32), (0, 5), (5, 6), (100, 101)]:
+        cov = add_interval(cov, s, e)
+    assert cov == [(0, 6), (10, 40), (100, 101)]
+    assert covers(cov, 12, 40) and not covers(cov, 5, 11) and not covers(cov, 99, 101)
+
+
+def test_cache_accounting_and_lru_eviction():
+    c = Cache(max_bytes=250)
+    blocks = [c.add(Block(f"f{i}", 0, base=None)) for i in range(3)]
+    for b in blocks:
+        c.write(b, 0, b"x" * 100)
+    assert c.bytes() == 300 and c.dirty_bytes() == 0
+    c.mark_dirty(blocks[0], 1)
+    assert c.dirty_bytes() == 100
+    c.get("f1", 0)  # f1 used recently: f2 is the least recently used clean block
+    assert c.evict() == 100 and c.get("f2", 0) is None and c.get("f1", 0) is not None
+    assert c.evictions == 1
+    c.mark_clean(blocks[0])
+    assert c.dirty_bytes() == 0 and c.oldest_segment() is None
+
+
+def test_block_merge_keeps_newer_writes():
+    b = Block("f", 0, base=b"digest")
+    assert not b.complete
+    b.write(2, b"NEW")
+    b.merge_base(b"0123456789")
+    assert bytes(b.buf) == b"01NEW56789" and b.complete
+
+
+def test_wal_record_vector_and_torn_tail():
+    parts = W.encode_parts(W.OP_WRITE, "m/00001", 16, b"hello")
+    wire = b"".join(parts)
+    body = hexv("""
+        01                  op WRITE
+        0007                content id length 7
+        0000000000000010    offset 16
+        6d2f3030303031      content id m/00001
+        68656c6c6f          data hello
+    """)
+    import zlib
+    assert wire == zlib.crc32(body).to_bytes(4, "big") + len(body).to_bytes(4, "big") + body
+    two = wire + b"".join(W.encode_parts(W.OP_TRUNCATE, "m/00001", 3))
+    recs, end = W.decode_stream(two)
+    assert [(r.op, r.content_id, r.offset, r.data) for r in recs] == [
+        (W.OP_WRITE, "m/00001", 16, b"hello"), (W.OP_TRUNCATE, "m/00001", 3, b"")]
+    for cut in range(len(wire), len(two)):  # a torn second record is dropped, not misread
+        recs, end = W.decode_stream(two[:cut])
+        assert len(recs) == 1 and end == len(wire)
+    flipped = bytearray(two)
+    flipped[-1] ^= 0xFF
+    assert len(W.decode_stream(bytes(flipped))[0]) == 1
+
+
+# -- the service over real threads -------------------------------------------------
+
+class GatedStore(MemoryBlockStore):
+    """A memory block store whose puts wait until the test opens the gate."""
+
+    def __init__(self):
+        super().__init__("gated")
+        self.open = True
+        self.waiting: list = []
+        self.fail = False
+
+    def put(self, key, data):
+        if self.fail:
+            return defer.fail(ConnectionError("store is down"))
+        if self.open:
+            return super().put(key, data)
+        d = defer.Deferred()
+        self.waiting.append((d, key, data))
+        return d
+
+    def release(self):
+        self.open = True
+        for d, key, data in self.waiting:
+            self.blobs[key] = bytes(data)
+            d.callback(None)
+        self.waiting = []
+
+
+@pytest.fixture()
+def hash_pool():
+    pool = ThreadPool(1, 2, name="test-hash")
+    pool.start()
+    yield pool
+    pool.stop()
+
+
+def make(hash_pool, store=None, objects=None, wal_dir=None, cache_bytes=64 * MB):
+    store = store or MemoryBlockStore()
+    objects = objects or MemoryMetadataStore("m")
+    wal = W.Wal(wal_dir) if wal_dir is not None else None
+    return CachedPayloadService("p", store, objects, hash_pool, wal=wal, cache_bytes=cache_bytes)
+
+
+def sha(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest_twisted.ensureDeferred
+async def test_interfaces(hash_pool, tmp_path):
+    p = make(hash_pool)
+    assert verifyObject(IPayloadService, p)
+    assert verifyObject(IBlockStore, MemoryBlockStore())
+    assert verifyObject(IBlockStore, FsBlockStore("fs", tmp_path))
+
+
+@pytest_twisted.ensureDeferred
+async def test_read_write_sparse_unaligned_and_truncate(hash_pool):
+    p = make(hash_pool)
+    await p.start()
+    await p.write_at("f", BLOCK_SIZE - 3, b"abcdef")  # straddles two blocks
+    assert await p.read_at("f", BLOCK_SIZE - 5, 10) == b"\0\0abcdef\0\0"
+    assert await p.read_at("f", 5 * BLOCK_SIZE, 4) == b"\0\0\0\0"  # a hole
+    await p.flush("f", remote=True)
+    assert len(p.store.blobs) == 2
+    await p.truncate("f", BLOCK_SIZE - 1)
+    assert await p.read_at("f", BLOCK_SIZE - 4, 6) == b"\0ab\0\0\0"
+    await p.flush("f", remote=True)
+    await p.truncate("f", BLOCK_SIZE + 10)  # extending reads zeros, never old bytes
+    assert await p.read_at("f", BLOCK_SIZE - 4, 8) == b"\0ab\0\0\0\0\0"
+    await p.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_partial_overwrite_of_an_uploaded_and_evicted_block(hash_pool):
+    p = make(hash_pool, cache_bytes=BLOCK_SIZE)
+    await p.start()
+    data = os.urandom(BLOCK_SIZE)
+    await p.write_at("f", 0, data)
+    await p.flush("f", remote=True)
+    await p.write_at("g", 0, os.urandom(BLOCK_SIZE))  # pushes f's clean block out
+    await p.flush("g", remote=True)
+    p.cache.evict()
+    assert p.cache.get("f", 0) is None and p.cache.evictions >= 1
+    await p.write_at("f", 100, b"PATCH")  # base unknown: only the patch is in cache
+    expect = data[:100] + b"PATCH" + data[105:]
+    assert await p.read_at("f", 0, BLOCK_SIZE) == expect  # merged with the stored block
+    await p.flush("f", remote=True)
+    assert sha(expect) in {k.split("/")[1] for k in p.store.blobs}
+    await p.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_dedup_refcounts_and_gc(hash_pool):
+    p = make(hash_pool)
+    await p.start()
+    data = os.urandom(2 * BLOCK_SIZE + 1000)
+    for name in ("a", "b", "c"):
+        await p.write_at(name, 0, data)
+        await p.flush(name, remote=True)
+    assert len(p.store.blobs) == 3  # two full blocks and a tail, stored once
+    stats = await p.stats()
+    assert stats["stored_bytes"] == len(data) and p.transfer.dedup_hits == 6
+    await p.write_at("a", 0, b"Z" * BLOCK_SIZE)  # a's first block changes
+    await p.flush("a", remote=True)
+    assert len(p.store.blobs) == 4
+    for name in ("a", "b", "c"):
+        await p.delete(name)
+    assert p.store.blobs == {}
+    assert await p.objects.transact(lambda t: t.block_totals(), write=False) == (0, 0)
+    await p.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_backpressure_waits_instead_of_failing(hash_pool):
+    store = GatedStore()
+    store.open = False
+    p = make(hash_pool, store=store, cache_bytes=4 * BLOCK_SIZE)  # dirty cap: 3 blocks
+    await p.start()
+    for i in range(3):
+        await p.write_at("f", i * BLOCK_SIZE, os.urandom(BLOCK_SIZE))
+    blocked = defer.ensureDeferred(p.write_at("f", 3 * BLOCK_SIZE, b"more"))
+    await _settle()
+    assert not blocked.called and p.cache.dirty_bytes() >= p.dirty_cap
+    store.release()
+    await blocked
+    assert await p.read_at("f", 3 * BLOCK_SIZE, 4) == b"more"
+    await p.close()
+
+
+async def _settle(seconds=0.2):
+    d = defer.Deferred()
+    reactor.callLater(seconds, d.callback, None)
+    await d
+
+
+@pytest_twisted.ensureDeferred
+async def test_wal_replay_after_a_crash(hash_pool, tmp_path):
+    objects = MemoryMetadataStore("m")
+    store = GatedStore()
+    store.open = False  # nothing reaches the block store before the "crash"
+    p = make(hash_pool, store=store, objects=objects, wal_dir=tmp_path / "wal")
+    await p.start()
+    await p.write_at("f", 0, b"first version")
+    await p.write_at("f", 6, b"VERSION and more")
+    await p.write_at("g", 10, b"gone soon")
+    await p.delete("g")
+    await p.write_at("h", 0, b"0123456789")
+    await p.truncate("h", 4)
+    p._ticker.stop()  # the process dies here: the cache is lost, the WAL is not
+    p.wal.close()
+    with open(p.wal._path(p.wal.segment), "ab") as fh:
+        fh.write(b"".join(W.encode_parts(W.OP_WRITE, "f", 0, b"TORN!"))[:-3])
+    store2 = MemoryBlockStore()
+    q = make(hash_pool, store=store2, objects=objects, wal_dir=tmp_path / "wal")
+    assert await q.start() == 6
+    assert await q.read_at("f", 0, 22) == b"first VERSION and more"
+    assert await q.read_at("g", 10, 9) == bytes(9)
+    assert await q.read_at("h", 0, 10) == b"0123" + bytes(6)
+    await q.flush("f", remote=True)
+    await q.flush("h", remote=True)
+    assert sha(b"first VERSION and more") in {k.split("/")[1] for k in store2.blobs}
+    await _settle()
+    assert q.wal.segments() == [q.wal.segment] or not q.wal.segments()  # old ones trimmed
+    await q.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_store_outage_is_retried_and_logged_once(hash_pool):
+    from twisted.logger import globalLogPublisher
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        store = GatedStore()
+        store.fail = True
+        p = make(hash_pool, store=store)
+        await p.start()
+        await p.write_at("f", 0, os.urandom(BLOCK_SIZE))
+        await p.write_at("f", BLOCK_SIZE, os.urandom(BLOCK_SIZE))
+        await _settle(1.0)
+        assert p.transfer.errors >= 4 and not store.blobs
+        store.fail = False
+        await p.flush("f", remote=True)
+        assert len(store.blobs) == 2
+        errors = [e for e in events if e.get("log_namespace") == "dittofs.payload"
+                  and "failed" in e.get("log_format", "")]
+        assert len(errors) == 1, [(e.get("what"), e.get("err")) for e in errors]
+        await p.close()
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+
+
+@pytest_twisted.ensureDeferred
+async def test_fs_block_store_atomic_files(tmp_path):
+    s = FsBlockStore("fs", tmp_path)
+    await s.put("ns/abcdef", b"data")
+    assert await s.get("ns/abcdef") == b"data"
+    assert await s.keys() == ["ns/abcdef"]
+    assert (tmp_path / "ns" / "ab" / "abcdef").read_bytes() == b"data"
+    await s.delete("ns/abcdef")
+    with pytest.raises(KeyError):
+        await s.get("ns/abcdef")
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+    await s.close()
