@@ -12,3 +12,12 @@ def postgres():
     cluster = PostgresCluster().start()
     yield cluster
     cluster.cleanup()
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """A real S3-compatible endpoint (moto's standalone server) on 127.0.0.1."""
+    from tests.support.s3 import MotoServer
+    server = MotoServer().start()
+    yield server
+    server.stop()
