@@ -69,6 +69,10 @@ class CuttableProxy:
     def cut(self) -> None:
         with self.lock:
             if self.listener is not None:
+                try:  # wakes the thread blocked in accept(); close() alone would not
+                    self.listener.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
                 self.listener.close()
                 self.listener = None
             for c in self.conns:
