@@ -76,10 +76,11 @@ class ShareConfig:
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     nfs: NfsConfig = field(default_factory=NfsConfig)
+    # The embedded default: metadata in LMDB and content in files, both under data_dir.
     metadata_stores: Mapping[str, StoreConfig] = field(
-        default_factory=lambda: {"default": StoreConfig("memory")})
+        default_factory=lambda: {"default": StoreConfig("lmdb")})
     block_stores: Mapping[str, StoreConfig] = field(
-        default_factory=lambda: {"default": StoreConfig("memory")})
+        default_factory=lambda: {"default": StoreConfig("fs")})
     shares: tuple[ShareConfig, ...] = field(default_factory=lambda: (ShareConfig(),))
 
     @property

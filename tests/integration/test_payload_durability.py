@@ -153,11 +153,11 @@ def test_s3_outage_keeps_writes_flowing_and_loses_nothing(request, s3):
                 else:
                     time.sleep(0.5)
             proxy.restore()
-            for name, (fh, data) in files.items():
+            for fh, data in files.values():
                 assert read_file(c, fh, len(data)) == data
         restart(srv)  # a clean stop waits for the uploads that resumed
         with NfsClient(srv.port) as c:
-            for name, (fh, data) in files.items():
+            for fh, data in files.values():
                 assert read_file(c, fh, len(data)) == data
         log = "".join(p.read_text() for p in srv.dir.glob("server*.log"))
         assert log.count("block store of default: upload failed") == 1, log[-3000:]

@@ -14,7 +14,8 @@ pytestmark = pytest.mark.integration
 
 
 def test_verifier_changes_and_old_handles_are_stale():
-    srv = ServerProcess().start()
+    srv = ServerProcess({"metadata_stores": {"default": {"type": "memory"}},
+                         "block_stores": {"default": {"type": "memory"}}}).start()
     try:
         with NfsClient(srv.port) as c:
             st, ok = c.mount(b"/export")
@@ -49,3 +50,21 @@ def test_bad_config_names_the_key(tmp_path):
         srv.start()
     assert "shares[0].metadata_store" in str(e.value)
     srv.cleanup()
+
+
+def test_default_configuration_is_embedded_and_persistent():
+    srv = ServerProcess().start()  # no configuration at all
+    try:
+        with NfsClient(srv.port) as c:
+            root = c.mount(b"/export")[1].fhandle
+            st, res = c.nfs(Proc.CREATE, C.CreateArgs(DirOpArgs3(root, b"kept"),
+                                                      (0, EMPTY_SATTR)))
+            c.nfs(Proc.WRITE, C.WriteArgs(res.obj, 0, 5, StableHow.FILE_SYNC, b"hello"))
+        restart(srv)
+        with NfsClient(srv.port) as c:
+            st, r = c.nfs(Proc.READ, C.ReadArgs(res.obj, 0, 10))
+            assert st == NfsStat.NFS3_OK and r.data == b"hello"
+        assert (srv.dir / "data" / "metadata" / "default").is_dir()
+        assert (srv.dir / "data" / "blocks" / "default").is_dir()
+    finally:
+        srv.cleanup()
