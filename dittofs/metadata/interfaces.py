@@ -83,12 +83,17 @@ class IMetadataStore(Interface):
 
     name = Attribute("The store's configured name.")
 
-    def transact(fn, write=True):
+    def transact(fn, write=True, durable=True):
         """Run ``fn(txn)`` with an ITransaction; return a Deferred firing with its result.
 
         With ``write`` False the function only reads.  Errors ``fn`` raises are
-        passed on through the Deferred and leave the store unchanged.
+        passed on through the Deferred and leave the store unchanged.  A write with
+        ``durable`` False must survive a crash of the process but may be lost with the
+        machine until the next durable transaction or ``sync``.
         """
+
+    def sync():
+        """Return a Deferred firing once every earlier transaction is on stable storage."""
 
     def get(fileid):
         """Return a Deferred firing with the FileRecord for ``fileid`` or None."""

@@ -506,9 +506,14 @@ class MetadataService:
             raise E.AccessDenied(f"fileid {fileid}")
         return rec
 
-    async def commit_write(self, share: ShareLike, fileid: int,
-                           end: int) -> tuple[WccAttr, FileRecord]:
-        """Record that bytes up to ``end`` were written: grow size, set mtime and ctime."""
+    async def sync(self, share: ShareLike) -> None:
+        """Make every earlier metadata change of the share's store durable (NFS COMMIT)."""
+        await share.store.sync()
+
+    async def commit_write(self, share: ShareLike, fileid: int, end: int,
+                           durable: bool = True) -> tuple[WccAttr, FileRecord]:
+        """Record that bytes up to ``end`` were written: grow size, set mtime and ctime.
+        An UNSTABLE write passes ``durable`` False: COMMIT makes it durable later."""
         if end > MAX_FILE_SIZE:
             raise E.FileTooBig(str(end))
 
@@ -525,4 +530,4 @@ class MetadataService:
             if size != rec.size:
                 txn.add_usage(0, size - rec.size)
             return pre, new
-        return await share.store.transact(fn)
+        return await share.store.transact(fn, durable=durable)

@@ -290,7 +290,8 @@ class NfsHandlers:
             if a.stable != StableHow.UNSTABLE:
                 await share.payload.flush(cid, share.durability == "remote")
                 committed = StableHow.FILE_SYNC
-            pre, post = await self.md.commit_write(share, fid, a.offset + count)
+            pre, post = await self.md.commit_write(share, fid, a.offset + count,
+                                                   durable=a.stable != StableHow.UNSTABLE)
             return OK, C.WriteOk(WccData(wcc_attr(pre), fattr(share, post)), count, committed,
                                  self.verifier)
         except Exception as e:
@@ -493,6 +494,7 @@ class NfsHandlers:
                 raise E.IsDirectory("commit") if rec.ftype == FileType.DIR else \
                     E.InvalidArgument("commit")
             await share.payload.flush(share.content_id(fid), share.durability == "remote")
+            await self.md.sync(share)
             return OK, C.CommitOk(WccData(wcc_attr(WccAttr.of(rec)), fattr(share, rec)),
                                   self.verifier)
         except Exception as e:

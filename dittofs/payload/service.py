@@ -116,7 +116,10 @@ class CachedPayloadService:
             if not b.complete and start == 0 and n == BLOCK_SIZE:
                 b.loaded, b.cov = True, []  # a whole-block overwrite needs no base
             self.cache.write(b, start, mv[i:i + n])
-            if len(b.buf) == BLOCK_SIZE and (b.complete or covers(b.cov, 0, BLOCK_SIZE)):
+            # A sequential writer that just filled the block will not touch it again:
+            # upload now.  Other dirty blocks wait until they go idle (see _tick), so that
+            # random overwrites do not re-hash and re-upload 4 MiB each time.
+            if start + n == BLOCK_SIZE and (b.complete or covers(b.cov, 0, BLOCK_SIZE)):
                 self.transfer.schedule(b)
             pos += n
             i += n

@@ -201,7 +201,10 @@ class LmdbMetadataStore:
         self.path = Path(path)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            self.env = lmdb.open(str(self.path), map_size=map_size, max_dbs=8, sync=True,
+            # Commits do not fsync by themselves: the writer thread syncs once per batch
+            # that holds a durable transaction.  Without WRITEMAP, LMDB keeps atomicity
+            # and consistency for the others; a process crash loses nothing.
+            self.env = lmdb.open(str(self.path), map_size=map_size, max_dbs=8, sync=False,
                                  metasync=False, max_readers=256, readahead=False)
         except (OSError, lmdb.Error) as e:
             raise E.StoreIOError(f"metadata store {name!r}: cannot open {self.path}: {e}") \
@@ -220,11 +223,12 @@ class LmdbMetadataStore:
         # Started on first use, so that a daemonising fork after construction keeps it.
         self.pool = ThreadPool(1, 1, name=f"lmdb-{name}")
         self._lock = threading.Lock()
-        self._queue: list[tuple[Callable, defer.Deferred]] = []
+        self._queue: list[tuple[Callable | None, defer.Deferred, bool]] = []
         self._scheduled = False
         self._closed = False
 
-    def transact(self, fn: Callable[[Any], Any], write: bool = True) -> defer.Deferred:
+    def transact(self, fn: Callable[[Any], Any], write: bool = True,
+                 durable: bool = True) -> defer.Deferred:
         if self._closed:
             return defer.fail(E.StoreIOError(f"metadata store {self.name!r} is closed"))
         if not write:
@@ -235,9 +239,15 @@ class LmdbMetadataStore:
                 return defer.fail(E.StoreIOError(str(e)))
             except BaseException:
                 return defer.fail()
+        return self._submit(fn, durable)
+
+    def sync(self) -> defer.Deferred:
+        return self._submit(None, True)
+
+    def _submit(self, fn: Callable[[Any], Any] | None, durable: bool) -> defer.Deferred:
         d: defer.Deferred = defer.Deferred()
         with self._lock:
-            self._queue.append((fn, d))
+            self._queue.append((fn, d, durable))
             if not self._scheduled:
                 self._scheduled = True
                 if not self.pool.started:
@@ -256,7 +266,10 @@ class LmdbMetadataStore:
             results: list[tuple[defer.Deferred, Any, bool]] = []
             try:
                 with self.env.begin(write=True) as outer:
-                    for fn, d in batch:
+                    for fn, d, _ in batch:
+                        if fn is None:
+                            results.append((d, None, True))
+                            continue
                         child = self.env.begin(write=True, parent=outer)
                         try:
                             r = fn(_LmdbTransaction(self, child, True))
@@ -268,9 +281,11 @@ class LmdbMetadataStore:
                         except BaseException:
                             child.abort()
                             results.append((d, Failure(), False))
+                if any(durable for _, _, durable in batch):
+                    self.env.sync(True)
             except lmdb.Error as e:
                 fail = Failure(E.StoreIOError(f"commit failed: {e}"))
-                results = [(d, fail, False) for _, d in batch]
+                results = [(d, fail, False) for _, d, _ in batch]
             for d, r, ok in results:
                 self.reactor.callFromThread(d.callback if ok else d.errback, r)
 
@@ -294,5 +309,6 @@ class LmdbMetadataStore:
             return defer.succeed(None)
         self._closed = True
         self.pool.stop()  # joins the writer once its queue is empty: a few ms at most
+        self.env.sync(True)
         self.env.close()
         return defer.succeed(None)

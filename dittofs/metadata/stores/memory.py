@@ -214,7 +214,8 @@ class MemoryMetadataStore:
         self._blocks: dict[bytes, tuple[int, int]] = {}
         self._objects: dict[str, dict[int, bytes]] = {}
 
-    def transact(self, fn: Callable[[Any], Any], write: bool = True) -> defer.Deferred:
+    def transact(self, fn: Callable[[Any], Any], write: bool = True,
+                 durable: bool = True) -> defer.Deferred:
         with self._lock:
             txn = _MemoryTransaction(self)
             try:
@@ -227,6 +228,9 @@ class MemoryMetadataStore:
 
     def get(self, fileid: int) -> defer.Deferred:
         return defer.succeed(self._files.get(fileid))
+
+    def sync(self) -> defer.Deferred:
+        return defer.succeed(None)
 
     def usage(self) -> defer.Deferred:
         return defer.succeed((self._nfiles, self._nbytes))

@@ -293,12 +293,17 @@ class PostgresMetadataStore:
                 raise E.StoreIOError(f"PostgreSQL: {_short(e)}") from None
         raise E.StoreIOError("PostgreSQL: retries exhausted")  # pragma: no cover
 
-    def transact(self, fn: Callable[[Any], Any], write: bool = True) -> defer.Deferred:
+    def transact(self, fn: Callable[[Any], Any], write: bool = True,
+                 durable: bool = True) -> defer.Deferred:
+        """Every commit is durable here (``durable`` is accepted and ignored)."""
         if self._closed:
             return defer.fail(E.StoreIOError(f"metadata store {self.name!r} is closed"))
         if not self.pool.started:
             self.pool.start()
         return threads.deferToThreadPool(self.reactor, self.pool, self._run, fn, write)
+
+    def sync(self) -> defer.Deferred:
+        return defer.succeed(None)  # each commit already waited for the server's WAL flush
 
     def get(self, fileid: int) -> defer.Deferred:
         return self.transact(lambda txn: txn.get(fileid), write=False)
