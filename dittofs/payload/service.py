@@ -29,7 +29,7 @@ IDLE_TICK = 0.5
 class CachedPayloadService:
     def __init__(self, name: str, store: Any, objects: Any, hash_pool: Any,
                  wal: W.Wal | None = None, cache_bytes: int = DEFAULT_CACHE_BYTES,
-                 concurrency: int = 4, reactor: Any = None) -> None:
+                 concurrency: int = 4, wal_sync_ms: int = 200, reactor: Any = None) -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
             reactor = default_reactor
@@ -46,6 +46,12 @@ class CachedPayloadService:
         self._seen: dict[tuple[str, int], int] = {}
         self._ticker = task.LoopingCall(self._tick)
         self._ticker.clock = reactor
+        # Writes acknowledged without an fsync (the writeback tier) reach stable storage
+        # within this interval: what a crash of the machine can lose.
+        self._wal_syncer = task.LoopingCall(self._sync_wal)
+        self._wal_syncer.clock = reactor
+        self.wal_sync_s = wal_sync_ms / 1000
+        self._synced_bytes = 0
         self.started = False
 
     # -- lifecycle ------------------------------------------------------------
@@ -67,6 +73,8 @@ class CachedPayloadService:
             for b in list(self.cache.dirty.values()):
                 self.transfer.schedule(b)
         self._ticker.start(IDLE_TICK, now=False)
+        if self.wal is not None:
+            self._wal_syncer.start(self.wal_sync_s, now=False)
         self.started = True
         return n
 
@@ -74,11 +82,20 @@ class CachedPayloadService:
         """Upload everything dirty, then stop."""
         if self._ticker.running:
             self._ticker.stop()
+        if self._wal_syncer.running:
+            self._wal_syncer.stop()
         await self.transfer.wait_clean(list(self.cache.dirty.values()))
         if self.wal is not None:
             self.wal.trim(self.wal.segment + 1)
             self.wal.close()
         await self.store.close()
+
+    def _sync_wal(self) -> None:
+        assert self.wal is not None
+        appended = self.wal.appended
+        if appended != self._synced_bytes:
+            self._synced_bytes = appended
+            self.wal.sync().addErrback(lambda f: log.failure("WAL sync failed", f))
 
     def _tick(self) -> None:
         """Upload blocks that were not written since the last tick."""

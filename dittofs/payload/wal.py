@@ -90,6 +90,8 @@ class Wal:
         self._scheduled = False
         self.pool = ThreadPool(1, 1, name="wal")
         self.bytes_written = 0
+        self.appended = 0  # bytes queued so far (reactor thread)
+        self.syncs = 0
 
     def segments(self) -> list[int]:
         return sorted(int(p.name[4:-4]) for p in self.dir.glob("wal-*.log"))
@@ -114,6 +116,7 @@ class Wal:
             self.segment += 1
             self._seg_size = 0
         self._seg_size += size
+        self.appended += size
         d: defer.Deferred = defer.Deferred()
         self._enqueue((parts, self.segment, sync), d)
         return self.segment, d
@@ -168,6 +171,7 @@ class Wal:
                     need_sync = need_sync or sync
                 if need_sync and self._fd is not None:
                     os.fdatasync(self._fd)
+                    self.syncs += 1
             except OSError:
                 outcome = Failure()
             for _, d in batch:

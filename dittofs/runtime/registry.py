@@ -119,7 +119,8 @@ class StoreRegistry:
                 block_store, self.block_store(block_store), self.metadata_store(metadata_store),
                 self.hash_pool, wal=wal,
                 cache_bytes=int(cfg.options.get("cache_bytes", 512 * 1024 * 1024)),
-                concurrency=int(cfg.options.get("uploads", 4)))
+                concurrency=int(cfg.options.get("uploads", 4)),
+                wal_sync_ms=int(cfg.options.get("wal_sync_ms", 200)))
         return self.payload[key]
 
     async def start(self) -> None:

@@ -283,3 +283,17 @@ async def test_fs_block_store_atomic_files(tmp_path):
         await s.get("ns/abcdef")
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]
     await s.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_writeback_tier_is_fsynced_within_the_interval(hash_pool, tmp_path):
+    p = CachedPayloadService("p", MemoryBlockStore(), MemoryMetadataStore("m"), hash_pool,
+                             wal=W.Wal(tmp_path / "wal"), wal_sync_ms=100)
+    await p.start()
+    await p.write_at("f", 0, b"acknowledged from memory", sync=False)
+    assert p.wal.syncs == 0
+    await _settle(0.4)
+    assert p.wal.syncs >= 1
+    recs = list(W.Wal(tmp_path / "wal").replay())
+    assert [r.data for r in recs] == [b"acknowledged from memory"]
+    await p.close()
