@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import struct
-import threading
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,8 @@ from typing import Any, NamedTuple
 
 from twisted.internet import defer
 from twisted.python.failure import Failure
-from twisted.python.threadpool import ThreadPool
+
+from dittofs.threads import BatchWorker
 
 OP_WRITE, OP_TRUNCATE, OP_DELETE = 1, 2, 3
 _HDR = struct.Struct(">IIBHQ")
@@ -84,11 +84,7 @@ class Wal:
         self._seg_size = 0
         self._fd: int | None = None
         self._fd_seg = 0
-        self._lock = threading.Lock()
-        self._queue: list[tuple[list, defer.Deferred | None]] = []
-        self._sync_waiters: list[defer.Deferred] = []
-        self._scheduled = False
-        self.pool = ThreadPool(1, 1, name="wal")
+        self.writer = BatchWorker("wal", self._write_batch, reactor)
         self.bytes_written = 0
         self.appended = 0  # bytes queued so far (reactor thread)
         self.syncs = 0
@@ -117,24 +113,11 @@ class Wal:
             self._seg_size = 0
         self._seg_size += size
         self.appended += size
-        d: defer.Deferred = defer.Deferred()
-        self._enqueue((parts, self.segment, sync), d)
-        return self.segment, d
+        return self.segment, self.writer.submit((parts, self.segment, sync))
 
     def sync(self) -> defer.Deferred:
         """Fire once everything appended so far is fsynced."""
-        d: defer.Deferred = defer.Deferred()
-        self._enqueue(None, d)
-        return d
-
-    def _enqueue(self, item: Any, d: defer.Deferred) -> None:
-        with self._lock:
-            self._queue.append((item, d))
-            if not self._scheduled:
-                self._scheduled = True
-                if not self.pool.started:
-                    self.pool.start()
-                self.pool.callInThread(self._drain)
+        return self.writer.submit(None)
 
     def _open(self, seg: int) -> int:
         if self._fd is not None and self._fd_seg == seg:
@@ -146,39 +129,30 @@ class Wal:
         self._fd_seg = seg
         return self._fd
 
-    def _drain(self) -> None:
-        while True:
-            with self._lock:
-                batch, self._queue = self._queue, []
-                if not batch:
-                    self._scheduled = False
-                    return
-            need_sync = False
-            outcome: Any = None
-            try:
-                for item, _ in batch:
-                    if item is None:
-                        need_sync = True
-                        continue
-                    parts, seg, sync = item
-                    fd = self._open(seg)
-                    for p in parts:
-                        view = memoryview(p)
-                        while view:
-                            n = os.write(fd, view)
-                            view = view[n:]
-                            self.bytes_written += n
-                    need_sync = need_sync or sync
-                if need_sync and self._fd is not None:
-                    os.fdatasync(self._fd)
-                    self.syncs += 1
-            except OSError:
-                outcome = Failure()
-            for _, d in batch:
-                if outcome is None:
-                    self.reactor.callFromThread(d.callback, None)
-                else:
-                    self.reactor.callFromThread(d.errback, outcome)
+    def _write_batch(self, batch: list) -> list:
+        """Writer thread: append every record queued, then one fdatasync if any asked."""
+        need_sync = False
+        try:
+            for item in batch:
+                if item is None:
+                    need_sync = True
+                    continue
+                parts, seg, sync = item
+                fd = self._open(seg)
+                for p in parts:
+                    view = memoryview(p)
+                    while view:
+                        n = os.write(fd, view)
+                        view = view[n:]
+                        self.bytes_written += n
+                need_sync = need_sync or sync
+            if need_sync and self._fd is not None:
+                os.fdatasync(self._fd)
+                self.syncs += 1
+        except OSError:
+            failure = Failure()
+            return [(False, failure)] * len(batch)
+        return [(True, None)] * len(batch)
 
     def trim(self, keep_from: int) -> None:
         """Delete segments older than ``keep_from`` (never the one being appended to)."""
@@ -194,8 +168,7 @@ class Wal:
                    if self._path(n).exists())
 
     def close(self) -> None:
-        if self.pool.started:
-            self.pool.stop()
+        self.writer.stop()
         if self._fd is not None:
             os.fsync(self._fd)
             os.close(self._fd)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import struct
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,13 +28,13 @@ from typing import Any
 import lmdb
 from twisted.internet import defer
 from twisted.python.failure import Failure
-from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from dittofs.metadata import errors as E
 from dittofs.metadata.interfaces import IMetadataStore, ITransaction
 from dittofs.metadata.records import pack_record, unpack_record
 from dittofs.metadata.types import DirEntry, FileRecord
+from dittofs.threads import BatchWorker
 
 _Q = struct.Struct(">Q")
 _q = struct.Struct(">q")
@@ -220,11 +219,7 @@ class LmdbMetadataStore:
             from twisted.internet import reactor as default_reactor
             reactor = default_reactor
         self.reactor = reactor
-        # Started on first use, so that a daemonising fork after construction keeps it.
-        self.pool = ThreadPool(1, 1, name=f"lmdb-{name}")
-        self._lock = threading.Lock()
-        self._queue: list[tuple[Callable | None, defer.Deferred, bool]] = []
-        self._scheduled = False
+        self.writer = BatchWorker(f"lmdb-{name}", self._write_batch, reactor)
         self._closed = False
 
     def transact(self, fn: Callable[[Any], Any], write: bool = True,
@@ -245,49 +240,35 @@ class LmdbMetadataStore:
         return self._submit(None, True)
 
     def _submit(self, fn: Callable[[Any], Any] | None, durable: bool) -> defer.Deferred:
-        d: defer.Deferred = defer.Deferred()
-        with self._lock:
-            self._queue.append((fn, d, durable))
-            if not self._scheduled:
-                self._scheduled = True
-                if not self.pool.started:
-                    self.pool.start()
-                self.pool.callInThread(self._drain)
-        return d
+        return self.writer.submit((fn, durable))
 
-    def _drain(self) -> None:
-        """Writer thread: run queued functions in batches, one commit (fsync) per batch."""
-        while True:
-            with self._lock:
-                batch, self._queue = self._queue, []
-                if not batch:
-                    self._scheduled = False
-                    return
-            results: list[tuple[defer.Deferred, Any, bool]] = []
-            try:
-                with self.env.begin(write=True) as outer:
-                    for fn, d, _ in batch:
-                        if fn is None:
-                            results.append((d, None, True))
-                            continue
-                        child = self.env.begin(write=True, parent=outer)
-                        try:
-                            r = fn(_LmdbTransaction(self, child, True))
-                            child.commit()
-                            results.append((d, r, True))
-                        except lmdb.Error as e:
-                            child.abort()
-                            results.append((d, Failure(E.StoreIOError(str(e))), False))
-                        except BaseException:
-                            child.abort()
-                            results.append((d, Failure(), False))
-                if any(durable for _, _, durable in batch):
-                    self.env.sync(True)
-            except lmdb.Error as e:
-                fail = Failure(E.StoreIOError(f"commit failed: {e}"))
-                results = [(d, fail, False) for _, d, _ in batch]
-            for d, r, ok in results:
-                self.reactor.callFromThread(d.callback if ok else d.errback, r)
+    def _write_batch(self, batch: list) -> list:
+        """Writer thread: each function in a nested transaction of one outer transaction,
+        so a failing one is rolled back alone; one sync if any asked for durability."""
+        results: list[tuple[bool, Any]] = []
+        try:
+            with self.env.begin(write=True) as outer:
+                for fn, _ in batch:
+                    if fn is None:
+                        results.append((True, None))
+                        continue
+                    child = self.env.begin(write=True, parent=outer)
+                    try:
+                        r = fn(_LmdbTransaction(self, child, True))
+                        child.commit()
+                        results.append((True, r))
+                    except lmdb.Error as e:
+                        child.abort()
+                        results.append((False, Failure(E.StoreIOError(str(e)))))
+                    except BaseException:
+                        child.abort()
+                        results.append((False, Failure()))
+            if any(durable for _, durable in batch):
+                self.env.sync(True)
+        except lmdb.Error as e:
+            fail = Failure(E.StoreIOError(f"commit failed: {e}"))
+            results = [(False, fail)] * len(batch)
+        return results
 
     def get(self, fileid: int) -> defer.Deferred:
         try:
@@ -308,7 +289,7 @@ class LmdbMetadataStore:
         if self._closed:
             return defer.succeed(None)
         self._closed = True
-        self.pool.stop()  # joins the writer once its queue is empty: a few ms at most
+        self.writer.stop()  # joins the writer once its queue is empty: a few ms at most
         self.env.sync(True)
         self.env.close()
         return defer.succeed(None)

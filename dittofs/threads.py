@@ -1,0 +1,65 @@
+"""Thread helpers: a single worker thread that takes queued items in batches.
+
+Used where one thread must own a resource and group-commit: the LMDB writer (one write
+transaction per batch) and the WAL appender (one writev/fsync per batch).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet import defer
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+
+#: ``process(items)`` runs in the worker thread and returns one (ok, value) per item;
+#: value is the result, or a Failure when ok is False.
+BatchProcessor = Callable[[list], list]
+
+
+class BatchWorker:
+    """Queue items from the reactor thread; one thread processes whatever has queued up."""
+
+    def __init__(self, name: str, process: BatchProcessor, reactor: Any = None) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+            reactor = default_reactor
+        self.reactor = reactor
+        self.process = process
+        self.pool = ThreadPool(1, 1, name=name)  # started on first use, so a fork keeps it
+        self._lock = threading.Lock()
+        self._queue: list[tuple[Any, defer.Deferred]] = []
+        self._scheduled = False
+
+    def submit(self, item: Any) -> defer.Deferred:
+        d: defer.Deferred = defer.Deferred()
+        with self._lock:
+            self._queue.append((item, d))
+            if not self._scheduled:
+                self._scheduled = True
+                if not self.pool.started:
+                    self.pool.start()
+                self.pool.callInThread(self._drain)
+        return d
+
+    def _drain(self) -> None:
+        while True:
+            with self._lock:
+                batch, self._queue = self._queue, []
+                if not batch:
+                    self._scheduled = False
+                    return
+            try:
+                results = self.process([item for item, _ in batch])
+            except BaseException:
+                failure = Failure()
+                results = [(False, failure)] * len(batch)
+            for (_, d), (ok, value) in zip(batch, results, strict=True):
+                self.reactor.callFromThread(d.callback if ok else d.errback, value)
+
+    def stop(self) -> None:
+        """Wait for the queue to drain and the thread to end."""
+        if self.pool.started:
+            self.pool.stop()
