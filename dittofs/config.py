@@ -31,6 +31,14 @@ class ConfigError(ValueError):
 class ServerConfig:
     data_dir: str = "~/.local/share/dittofs"
     log_level: str = "info"
+    shutdown_timeout: int = 30  # seconds to drain calls and upload before exiting
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    enabled: bool = False
+    bind: str = "127.0.0.1"
+    port: int = 9090
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,7 @@ class ShareConfig:
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     nfs: NfsConfig = field(default_factory=NfsConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     # The embedded default: metadata in LMDB and content in files, both under data_dir.
     metadata_stores: Mapping[str, StoreConfig] = field(
         default_factory=lambda: {"default": StoreConfig("lmdb")})
@@ -139,7 +148,7 @@ def _convert(key: str, typ: Any, value: Any) -> Any:
     origin = typing.get_origin(typ)
     if typ in (bool, int, str):
         return _scalar(key, typ, value)
-    if typ in (ServerConfig, NfsConfig, RootConfig, StoreConfig, ShareConfig):
+    if typ in (ServerConfig, NfsConfig, MetricsConfig, RootConfig, StoreConfig, ShareConfig):
         if typ is StoreConfig and isinstance(value, Mapping):
             value = dict(value)
             kind = value.pop("type", "memory")
@@ -165,7 +174,7 @@ def _env_overrides(raw: dict, environ: Mapping[str, str]) -> dict:
         if not name.startswith(ENV_PREFIX):
             continue
         path = name[len(ENV_PREFIX):].lower().split("__")
-        if path[0] not in ("server", "nfs") or len(path) != 2:
+        if path[0] not in ("server", "nfs", "metrics") or len(path) != 2:
             continue  # only scalar sections; other DITTOFS_ variables are not config
         raw.setdefault(path[0], {})
         if raw[path[0]] is None:

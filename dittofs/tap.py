@@ -50,11 +50,14 @@ def makeService(options: Any) -> Any:
             nfs = dataclasses.replace(nfs, bind=options["nfs-bind"])
         cfg = dataclasses.replace(cfg, nfs=nfs)
         tune_malloc()
-        runtime = Runtime(cfg)
+        runtime = Runtime(cfg, options["config"])
     except ConfigError as e:
         sys.stderr.write(f"dittofs: configuration error: {e}\n")
         raise SystemExit(2) from None
     if cfg.nfs.enabled:
         adapter = NfsAdapter(runtime, cfg.nfs.bind, cfg.nfs.port, cfg.nfs.max_record)
         adapter.setServiceParent(runtime)
+    if cfg.metrics.enabled:
+        from dittofs.metrics_service import MetricsService
+        MetricsService(runtime, cfg.metrics.bind, cfg.metrics.port).setServiceParent(runtime)
     return runtime

@@ -16,8 +16,6 @@ from dittofs.rpc.server import RpcDispatcher, RpcFactory
 
 log = Logger(namespace="dittofs.nfs")
 
-DRAIN_TIMEOUT = 10.0
-
 
 class NfsAdapter(Service):
     """Listens on ``bind:port``; stopping stops accepting, drains calls, closes connections."""
@@ -42,12 +40,13 @@ class NfsAdapter(Service):
 
     def build_factory(self) -> RpcFactory:
         rt = self.runtime
-        self.nfs = NfsHandlers(rt.shares, rt.metadata, rt.handles)
+        self.nfs = NfsHandlers(rt.shares, rt.metadata, rt.handles, metrics=rt.metrics)
         mount = MountHandlers(rt.shares, rt.metadata, rt.handles)
         pmap = PortmapHandlers(self.bound_port)
         table = program_table(pmap.program(), mount.program(), self.nfs.program())
         trace = self.runtime.config.server.log_level == "debug"
-        return RpcFactory(RpcDispatcher(table, trace=trace), self.max_record)
+        self.dispatcher = RpcDispatcher(table, trace=trace, metrics=rt.metrics)
+        return RpcFactory(self.dispatcher, self.max_record)
 
     def startService(self) -> None:
         super().startService()
@@ -76,11 +75,12 @@ class NfsAdapter(Service):
             yield self.listening.stopListening()
         if self.factory is not None:
             drained = self.factory.drain()
-            timeout = self.reactor.callLater(DRAIN_TIMEOUT, drained.cancel)
+            limit = self.runtime.config.server.shutdown_timeout
+            timeout = self.reactor.callLater(limit, drained.cancel)
             try:
                 yield drained
             except defer.CancelledError:
-                log.warn("NFS: calls still running after {t}s; closing anyway", t=DRAIN_TIMEOUT)
+                log.warn("NFS: calls still running after {t}s; closing anyway", t=limit)
             if timeout.active():
                 timeout.cancel()
             self.factory.close_all()

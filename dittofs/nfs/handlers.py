@@ -140,7 +140,8 @@ class NfsHandlers:
     """The NFSv3 program over a share table and the metadata/payload services."""
 
     def __init__(self, shares: ShareTable, metadata: MetadataService, handles: HandleCodec,
-                 write_verifier: bytes | None = None) -> None:
+                 write_verifier: bytes | None = None, metrics: Any = None) -> None:
+        self.metrics = metrics
         self.shares = shares
         self.md = metadata
         self.handles = handles
@@ -268,6 +269,8 @@ class NfsHandlers:
                 return OK, C.ReadOk(fattr(share, rec), 0, True, b"")
             n = min(a.count, MAX_IO, size - a.offset)
             data = await share.payload.read_at(share.content_id(fid), a.offset, n)
+            if self.metrics is not None:
+                self.metrics.bytes.labels(share.name, "read").inc(n)
             return OK, C.ReadOk(fattr(share, rec), n, a.offset + n >= size, data)
         except Exception as e:
             return status_of(e, "READ"), await self.post_attr(share, fid)
@@ -292,6 +295,8 @@ class NfsHandlers:
                 committed = StableHow.FILE_SYNC
             pre, post = await self.md.commit_write(share, fid, a.offset + count,
                                                    durable=a.stable != StableHow.UNSTABLE)
+            if self.metrics is not None:
+                self.metrics.bytes.labels(share.name, "written").inc(count)
             return OK, C.WriteOk(WccData(wcc_attr(pre), fattr(share, post)), count, committed,
                                  self.verifier)
         except Exception as e:

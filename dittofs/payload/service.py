@@ -78,15 +78,27 @@ class CachedPayloadService:
         self.started = True
         return n
 
-    async def close(self) -> None:
-        """Upload everything dirty, then stop."""
+    async def close(self, timeout: float | None = None) -> None:
+        """Make the WAL durable, upload what is dirty (for at most ``timeout`` seconds),
+        then stop.  What is not uploaded in time stays in the WAL for the next start."""
         if self._ticker.running:
             self._ticker.stop()
         if self._wal_syncer.running:
             self._wal_syncer.stop()
-        await self.transfer.wait_clean(list(self.cache.dirty.values()))
         if self.wal is not None:
-            self.wal.trim(self.wal.segment + 1)
+            await self.wal.sync()
+        uploads = self.transfer.wait_clean(list(self.cache.dirty.values()))
+        if timeout is not None:
+            uploads.addTimeout(timeout, self.reactor)
+        try:
+            await uploads
+        except defer.TimeoutError:
+            log.warn("payload {name}: {n} blocks not uploaded before the shutdown timeout; "
+                     "the WAL keeps them for the next start", name=self.name,
+                     n=len(self.cache.dirty))
+        if self.wal is not None:
+            oldest = self.cache.oldest_segment()
+            self.wal.trim(oldest if oldest is not None else self.wal.segment + 1)
             self.wal.close()
         await self.store.close()
 

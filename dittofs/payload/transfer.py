@@ -63,6 +63,7 @@ class TransferManager:
         self.digest_locks = _Locks()
         self.content_locks = _Locks()
         self.clean_waiters: dict[tuple[str, int], list[defer.Deferred]] = {}
+        self.upload_latency: Any = None  # a Prometheus histogram child when metrics are on
         self.failing: set[str] = set()  # kinds of operation in a logged incident
         self.uploads = 0
         self.dedup_hits = 0
@@ -191,8 +192,11 @@ class TransferManager:
                         lambda t: t.block_refcount(digest), write=False), lambda: False,
                     "metadata store")
                 if not known:
+                    started = self.reactor.seconds()
                     await self._retry("upload", lambda: self.store.put(self.key(digest), data),
                                       lambda: b.dropped)
+                    if self.upload_latency is not None:
+                        self.upload_latency.observe(self.reactor.seconds() - started)
                     self.uploads += 1
                     self.upload_bytes += len(data)
                 else:

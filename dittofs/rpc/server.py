@@ -6,6 +6,7 @@ chunks, running handler coroutines through ``Deferred.fromCoroutine``.
 
 from __future__ import annotations
 
+import enum
 import itertools
 import time
 from typing import Any
@@ -35,9 +36,11 @@ MAX_INFLIGHT = 64
 class RpcDispatcher:
     """Decodes one call record, runs its handler, encodes the reply."""
 
-    def __init__(self, programs: dict[int, Program], trace: bool = False) -> None:
+    def __init__(self, programs: dict[int, Program], trace: bool = False,
+                 metrics: Any = None) -> None:
         self.programs = programs
         self.trace = trace  # log every call (debug level): costly, off by default
+        self.metrics = metrics  # dittofs.metrics.Metrics, or None when disabled
 
     def dispatch(self, record: bytes, client: tuple[str, int], conn_id: int) -> Any:
         """Return reply chunks, a Deferred firing with them, or None (no reply)."""
@@ -52,18 +55,22 @@ class RpcDispatcher:
             return None
         prog = self.programs.get(call.prog)
         if prog is None:
+            self._count("RPC", str(call.prog), "PROG_UNAVAIL")
             return frame([accepted_reply(call.xid, AcceptStat.PROG_UNAVAIL)])
         procs = prog.versions.get(call.vers)
         if procs is None:
+            self._count(prog.name, str(call.proc), "PROG_MISMATCH")
             return frame([prog_mismatch_reply(call.xid, prog.low, prog.high)])
         procedure = procs.get(call.proc)
         if procedure is None:
+            self._count(prog.name, str(call.proc), "PROC_UNAVAIL")
             return frame([accepted_reply(call.xid, AcceptStat.PROC_UNAVAIL)])
         try:
             args = procedure.args.unpack(u)
         except XdrError as e:
             log.info("{prog}.{proc} xid={xid:#x}: garbage args: {err}",
                      prog=prog.name, proc=procedure.name, xid=call.xid, err=e)
+            self._count(prog.name, procedure.name, "GARBAGE_ARGS")
             return frame([accepted_reply(call.xid, AcceptStat.GARBAGE_ARGS)])
         ctx = CallContext(call, client, conn_id)
         start = time.monotonic()
@@ -84,12 +91,22 @@ class RpcDispatcher:
             procedure.result.pack(p, result)
         except XdrError:
             return self._system_err(Failure(), xid, prog_name, procedure.name)
+        if self.metrics is not None:
+            status = result[0] if type(result) is tuple and len(result) == 2 else None
+            self.metrics.request(prog_name, procedure.name,
+                                 status.name if isinstance(status, enum.Enum) else "OK",
+                                 time.monotonic() - start)
         if self.trace:
             log.debug("{prog}.{proc} xid={xid:#x} {ms:.3f}ms", prog=prog_name,
                       proc=procedure.name, xid=xid, ms=(time.monotonic() - start) * 1000)
         return frame(p.chunks())
 
+    def _count(self, prog_name: str, proc_name: str, status: str) -> None:
+        if self.metrics is not None:
+            self.metrics.request(prog_name, proc_name, status, 0.0)
+
     def _system_err(self, failure: Failure, xid: int, prog_name: str, proc_name: str) -> list:
+        self._count(prog_name, proc_name, "SYSTEM_ERR")
         log.failure("{prog}.{proc} xid={xid:#x} failed", failure, prog=prog_name,
                     proc=proc_name, xid=xid)
         return frame([accepted_reply(xid, AcceptStat.SYSTEM_ERR)])
@@ -116,9 +133,13 @@ class RpcProtocol(Protocol):
         if hasattr(self.transport, "setTcpNoDelay"):
             self.transport.setTcpNoDelay(True)
         self.factory.connections.add(self)
+        if self.dispatcher.metrics is not None:
+            self.dispatcher.metrics.connections.labels("nfs").inc()
 
     def connectionLost(self, reason: Failure = None) -> None:
         self.closing = True
+        if self in self.factory.connections and self.dispatcher.metrics is not None:
+            self.dispatcher.metrics.connections.labels("nfs").dec()
         self.factory.connections.discard(self)
         self.factory._maybe_drained()
 

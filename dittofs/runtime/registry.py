@@ -129,10 +129,10 @@ class StoreRegistry:
         for payload in self.payload.values():
             await payload.start()
 
-    async def close(self) -> None:
+    async def close(self, timeout: float | None = None) -> None:
         """Payload first (its uploads need the metadata stores), then the stores."""
         for p in self.payload.values():
-            await p.close()
+            await p.close(timeout)
         for m in self.metadata.values():
             await m.close()
         if self.hash_pool.started:

@@ -48,9 +48,20 @@ def load_handle_key(data_dir: Path) -> bytes:
 class Runtime(MultiService):
     """Holds the live stores, shares and services; adapters are its children."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, config_path: str | None = None,
+                 reactor: Any = None) -> None:
         super().__init__()
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+            reactor = default_reactor
+        self.reactor = reactor
         self.config = config
+        self.config_path = config_path
+        self.metrics = None
+        if config.metrics.enabled:
+            from dittofs.metrics import Metrics
+            self.metrics = Metrics()
+            self.metrics.watch(self)
         self.shares = ShareTable()
         self.metadata = MetadataService()
         self.registry = StoreRegistry(config)
@@ -60,9 +71,13 @@ class Runtime(MultiService):
         # stops start-up with a message naming it.
         for sc in config.shares:
             self.registry.payload_service(sc.block_store, sc.metadata_store)
+        if self.metrics is not None:
+            for (bs, ms), payload in self.registry.payload.items():
+                payload.transfer.upload_latency = self.metrics.upload_latency.labels(f"{bs}/{ms}")
 
     def startService(self) -> None:
         self.running = 1
+        self.reactor.callWhenRunning(self._install_signal_handlers)
         d = defer.ensureDeferred(self._prepare())
         d.addCallback(lambda _: self._start_children())
         d.addErrback(self._failed)
@@ -95,14 +110,50 @@ class Runtime(MultiService):
 
     def _failed(self, failure: Any) -> None:
         log.failure("dittofs failed to start", failure)
-        from twisted.internet import reactor
-        reactor.stop()
+        self.reactor.stop()
+
+    def _install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT stop gracefully (and twistd exits 0, since the reactor is stopped
+        by us rather than by its own handler); SIGHUP reloads what can change live."""
+        import signal
+
+        def stop(signum: int, frame: Any) -> None:
+            log.info("signal {n}: shutting down gracefully", n=signum)
+            self.reactor.callFromThread(self.reactor.stop)
+
+        def hup(signum: int, frame: Any) -> None:
+            self.reactor.callFromThread(self.reload)
+
+        try:
+            signal.signal(signal.SIGTERM, stop)
+            signal.signal(signal.SIGINT, stop)
+            signal.signal(signal.SIGHUP, hup)
+        except ValueError:  # not the main thread (tests): leave the handlers alone
+            pass
+
+    def reload(self) -> None:
+        """Re-read the configuration file and apply what can change without a restart."""
+        from dittofs.config import load
+        try:
+            cfg = load(self.config_path)
+        except ConfigError as e:
+            log.error("reload refused, keeping the running configuration: {err}", err=str(e))
+            return
+        trace = cfg.server.log_level == "debug"
+        for child in self:
+            dispatcher = getattr(child, "dispatcher", None)
+            if dispatcher is not None:
+                dispatcher.trace = trace
+        log.info("configuration reloaded: log_level={level}", level=cfg.server.log_level)
 
     async def _stop(self) -> None:
+        """Stop accepting and drain (adapters), then upload and flush within the shutdown
+        timeout (payload), then close the stores."""
         for child in reversed(list(self)):
             if child.running:
                 await defer.maybeDeferred(child.stopService)
-        await self.registry.close()
+        await self.registry.close(self.config.server.shutdown_timeout)
+        log.info("dittofs stopped")
 
     def stopService(self) -> defer.Deferred:
         self.running = 0

@@ -40,8 +40,7 @@ def stop_and_check(srv: ServerProcess) -> None:
     log = srv.log_text()
     srv.cleanup()
     assert alive, f"server died during the tests:\n{log}"
-    # twistd re-raises the signal after a clean shutdown, so -SIGTERM is a clean exit too.
-    assert rc in (0, -15) and "Server Shut Down" in log, f"unclean exit {rc}:\n{log}"
+    assert rc == 0 and "dittofs stopped" in log, f"unclean exit {rc}:\n{log}"
     assert "Traceback" not in log, log
 
 

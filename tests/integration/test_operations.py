@@ -1,0 +1,122 @@
+"""Operations: Prometheus metrics after real traffic, graceful shutdown on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from dittofs.nfs import codec as C
+from dittofs.nfs.const import NfsStat, Proc, StableHow
+from dittofs.nfs.types import EMPTY_SATTR, DirOpArgs3
+from tests.integration.conftest import metadata_config, stop_and_check
+from tests.integration.test_payload_durability import read_file
+from tests.support.rpcclient import NfsClient
+from tests.support.server import ServerProcess, free_port, restart
+
+pytestmark = pytest.mark.integration
+OK = NfsStat.NFS3_OK
+
+
+def scrape(port: int) -> dict[str, float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r"^([a-z_]+(?:\{[^}]*\})?) ([0-9.e+-]+)$", line)
+        if m:
+            out[m.group(1)] = float(m.group(2))
+    return out
+
+
+def test_metrics_move_with_nfs_traffic(request):
+    mport = free_port()
+    cfg = metadata_config("lmdb", request, "fs")
+    cfg["metrics"] = {"enabled": True, "port": mport}
+    srv = ServerProcess(cfg).start()
+    try:
+        before = scrape(mport)
+        nfs_ok = 'dittofs_requests_total{procedure="%s",protocol="NFS3",status="%s"}'
+        assert before.get(nfs_ok % ("WRITE", "NFS3_OK"), 0) == 0
+        with NfsClient(srv.port) as c:
+            root = c.mount(b"/export")[1].fhandle
+            st, res = c.nfs(Proc.CREATE, C.CreateArgs(DirOpArgs3(root, b"m"), (0, EMPTY_SATTR)))
+            for i in range(3):
+                c.nfs(Proc.WRITE, C.WriteArgs(res.obj, i * 1000, 1000, StableHow.UNSTABLE,
+                                              b"w" * 1000))
+            c.nfs(Proc.READ, C.ReadArgs(res.obj, 0, 500))
+            c.nfs(Proc.GETATTR, b"\0" * 21)
+            c.nfs(Proc.COMMIT, C.CommitArgs(res.obj, 0, 0))
+            during = scrape(mport)
+            assert during['dittofs_connections{protocol="nfs"}'] == 1
+        after = scrape(mport)
+        assert after[nfs_ok % ("WRITE", "NFS3_OK")] == 3
+        assert after[nfs_ok % ("READ", "NFS3_OK")] == 1
+        assert after[nfs_ok % ("GETATTR", "NFS3ERR_BADHANDLE")] == 1
+        assert after['dittofs_requests_total{procedure="MNT",protocol="MOUNT3",'
+                     'status="MNT3_OK"}'] == 1
+        assert after['dittofs_share_bytes_total{direction="written",share="/export"}'] == 3000
+        assert after['dittofs_share_bytes_total{direction="read",share="/export"}'] == 500
+        assert after['dittofs_request_duration_seconds_count{procedure="WRITE",'
+                     'protocol="NFS3"}'] == 3
+        assert after["dittofs_mounts"] >= 1
+        assert after['dittofs_connections{protocol="nfs"}'] == 0
+        assert 'dittofs_cache_bytes{state="dirty",store="default/default"}' in after
+    finally:
+        stop_and_check(srv)
+
+
+def test_metrics_are_off_by_default(server):
+    assert "metrics on" not in server.log_text()
+
+
+def test_sigterm_during_a_large_copy_exits_0_and_keeps_committed_bytes(request):
+    cfg = metadata_config("lmdb", request, "fs")
+    cfg["server"] = {"shutdown_timeout": 10}
+    srv = ServerProcess(cfg).start()
+    data = os.urandom(200 * 1024 * 1024)
+    committed = [0]
+    try:
+        with NfsClient(srv.port, timeout=20) as c:
+            root = c.mount(b"/export")[1].fhandle
+            st, res = c.nfs(Proc.CREATE, C.CreateArgs(DirOpArgs3(root, b"big"),
+                                                      (0, EMPTY_SATTR)))
+            fh = res.obj
+
+            def copy():
+                try:
+                    chunk = 256 * 1024
+                    for off in range(0, len(data), chunk):
+                        st, _ = c.nfs(Proc.WRITE, C.WriteArgs(fh, off, chunk,
+                                                              StableHow.UNSTABLE,
+                                                              data[off:off + chunk]))
+                        if st != OK:
+                            return
+                        if (off + chunk) % (4 * 1024 * 1024) == 0:
+                            if c.nfs(Proc.COMMIT, C.CommitArgs(fh, 0, 0))[0] != OK:
+                                return
+                            committed[0] = off + chunk
+                except (OSError, ConnectionError):
+                    pass
+            t = threading.Thread(target=copy)
+            t.start()
+            while committed[0] < 24 * 1024 * 1024:
+                time.sleep(0.05)
+            started = time.monotonic()
+            srv.proc.send_signal(signal.SIGTERM)
+            rc = srv.proc.wait(30)
+            took = time.monotonic() - started
+            t.join(10)
+        assert rc == 0, srv.log_text()[-2000:]
+        assert took < 10 + 5
+        assert committed[0] >= 24 * 1024 * 1024
+        restart(srv)
+        with NfsClient(srv.port) as c:
+            got = read_file(c, fh, committed[0])
+            assert got[:committed[0]] == data[:committed[0]]
+    finally:
+        stop_and_check(srv)
