@@ -7,11 +7,15 @@ paths test one attribute and do no other work.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from zope.interface import implementer
+
+from dittofs.metadata.interfaces import IMetadataStore
 
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                    0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -55,6 +59,41 @@ class Metrics:
     def watch(self, runtime: Any) -> None:
         """Collect runtime state (cache, WAL, transfers, mounts) at scrape time."""
         self.registry.register(RuntimeCollector(runtime))
+
+
+@implementer(IMetadataStore)
+class TimedMetadataStore:
+    """An IMetadataStore that times every transaction of the store it wraps."""
+
+    def __init__(self, store: Any, histogram: Any) -> None:
+        self._store = store
+        self.name = store.name
+        self._read = histogram.labels(store.name, "read")
+        self._write = histogram.labels(store.name, "write")
+
+    def _timed(self, d: Any, child: Any) -> Any:
+        started = time.monotonic()
+
+        def done(result: Any) -> Any:
+            child.observe(time.monotonic() - started)
+            return result
+        return d.addBoth(done)
+
+    def transact(self, fn: Any, write: bool = True, durable: bool = True) -> Any:
+        return self._timed(self._store.transact(fn, write, durable),
+                           self._write if write else self._read)
+
+    def get(self, fileid: int) -> Any:
+        return self._timed(self._store.get(fileid), self._read)
+
+    def sync(self) -> Any:
+        return self._timed(self._store.sync(), self._write)
+
+    def usage(self) -> Any:
+        return self._store.usage()
+
+    def close(self) -> Any:
+        return self._store.close()
 
 
 class RuntimeCollector:

@@ -76,8 +76,9 @@ class StoreRegistry:
     A store that cannot open raises ConfigError naming the store and the problem.
     """
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, metrics: Any = None) -> None:
         self.config = config
+        self.metrics = metrics
         self.metadata: dict[str, Any] = {}
         self.blocks: dict[str, Any] = {}
         self.payload: dict[tuple[str, str], Any] = {}
@@ -87,9 +88,13 @@ class StoreRegistry:
         if name not in self.metadata:
             cfg = self.config.metadata_stores[name]
             try:
-                self.metadata[name] = METADATA_TYPES[cfg.type](name, cfg, self.config)
+                store = METADATA_TYPES[cfg.type](name, cfg, self.config)
             except MetadataError as e:
                 raise ConfigError(f"metadata_stores.{name}: {e}") from None
+            if self.metrics is not None:
+                from dittofs.metrics import TimedMetadataStore
+                store = TimedMetadataStore(store, self.metrics.store_latency)
+            self.metadata[name] = store
         return self.metadata[name]
 
     def block_store(self, name: str) -> Any:

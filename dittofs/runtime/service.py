@@ -64,7 +64,7 @@ class Runtime(MultiService):
             self.metrics.watch(self)
         self.shares = ShareTable()
         self.metadata = MetadataService()
-        self.registry = StoreRegistry(config)
+        self.registry = StoreRegistry(config, self.metrics)
         self.handles = HandleCodec(load_handle_key(config.data_path))
         self.ready: defer.Deferred = defer.Deferred()
         # Open every store now, before the reactor runs, so that one that cannot open

@@ -66,6 +66,15 @@ def test_metrics_move_with_nfs_traffic(request):
         assert after["dittofs_mounts"] >= 1
         assert after['dittofs_connections{protocol="nfs"}'] == 0
         assert 'dittofs_cache_bytes{state="dirty",store="default/default"}' in after
+        assert after['dittofs_metadata_transaction_duration_seconds_count{kind="write",'
+                     'store="default"}'] >= 5  # create, three writes, commit
+        from zope.interface.verify import verifyObject
+
+        from dittofs.metadata.interfaces import IMetadataStore
+        from dittofs.metadata.stores.memory import MemoryMetadataStore
+        from dittofs.metrics import Metrics, TimedMetadataStore
+        assert verifyObject(IMetadataStore, TimedMetadataStore(MemoryMetadataStore("x"),
+                                                               Metrics().store_latency))
     finally:
         stop_and_check(srv)
 
