@@ -144,7 +144,7 @@ class Runtime(MultiService):
             dispatcher = getattr(child, "dispatcher", None)
             if dispatcher is not None:
                 dispatcher.trace = trace
-        log.info("configuration reloaded: log_level={level}", level=cfg.server.log_level)
+        log.info("configuration reloaded: log_level={new_level}", new_level=cfg.server.log_level)
 
     async def _stop(self) -> None:
         """Stop accepting and drain (adapters), then upload and flush within the shutdown

@@ -129,3 +129,27 @@ def test_sigterm_during_a_large_copy_exits_0_and_keeps_committed_bytes(request):
             assert got[:committed[0]] == data[:committed[0]]
     finally:
         stop_and_check(srv)
+
+
+def test_sighup_reloads_the_log_level(request):
+    import yaml
+    cfg = metadata_config("memory", request, "memory")
+    srv = ServerProcess(cfg).start()
+    try:
+        with NfsClient(srv.port) as c:
+            c.mount(b"/export")
+        assert "MOUNT3.MNT xid" not in srv.log_text()
+        cfg["server"] = {"log_level": "debug"}
+        (srv.dir / "dittofs.yaml").write_text(yaml.safe_dump(cfg))
+        srv.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 5
+        while "configuration reloaded" not in srv.log_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with NfsClient(srv.port) as c:
+            c.mount(b"/export")
+        time.sleep(0.2)
+        log = srv.log_text()
+        assert "configuration reloaded: log_level=debug" in log
+        assert "MOUNT3.MNT xid" in log  # per-call tracing is on now
+    finally:
+        stop_and_check(srv)
