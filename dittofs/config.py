@@ -35,6 +35,14 @@ class ServerConfig:
 
 
 @dataclass(frozen=True)
+class TracingConfig:
+    enabled: bool = False
+    endpoint: str = ""  # OTLP/HTTP traces URL, e.g. http://collector:4318/v1/traces
+    sample_rate: str = "1.0"
+    service_name: str = "dittofs"
+
+
+@dataclass(frozen=True)
 class MetricsConfig:
     enabled: bool = False
     bind: str = "127.0.0.1"
@@ -85,6 +93,7 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     nfs: NfsConfig = field(default_factory=NfsConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    tracing: TracingConfig = field(default_factory=TracingConfig)
     # The embedded default: metadata in LMDB and content in files, both under data_dir.
     metadata_stores: Mapping[str, StoreConfig] = field(
         default_factory=lambda: {"default": StoreConfig("lmdb")})
@@ -148,7 +157,8 @@ def _convert(key: str, typ: Any, value: Any) -> Any:
     origin = typing.get_origin(typ)
     if typ in (bool, int, str):
         return _scalar(key, typ, value)
-    if typ in (ServerConfig, NfsConfig, MetricsConfig, RootConfig, StoreConfig, ShareConfig):
+    if typ in (ServerConfig, NfsConfig, MetricsConfig, TracingConfig, RootConfig, StoreConfig,
+               ShareConfig):
         if typ is StoreConfig and isinstance(value, Mapping):
             value = dict(value)
             kind = value.pop("type", "memory")
@@ -174,7 +184,7 @@ def _env_overrides(raw: dict, environ: Mapping[str, str]) -> dict:
         if not name.startswith(ENV_PREFIX):
             continue
         path = name[len(ENV_PREFIX):].lower().split("__")
-        if path[0] not in ("server", "nfs", "metrics") or len(path) != 2:
+        if path[0] not in ("server", "nfs", "metrics", "tracing") or len(path) != 2:
             continue  # only scalar sections; other DITTOFS_ variables are not config
         raw.setdefault(path[0], {})
         if raw[path[0]] is None:
@@ -189,6 +199,13 @@ def validate(cfg: Config) -> Config:
     if cfg.server.log_level not in ("debug", "info", "warn", "error"):
         raise ConfigError(f"server.log_level: {cfg.server.log_level!r} is not one of "
                           "debug, info, warn, error")
+    try:
+        rate = float(cfg.tracing.sample_rate)
+    except ValueError:
+        rate = -1.0
+    if not 0.0 <= rate <= 1.0:
+        raise ConfigError(f"tracing.sample_rate: {cfg.tracing.sample_rate!r} is not a number "
+                          "from 0 to 1")
     if cfg.nfs.max_record < 64 * 1024:
         raise ConfigError("nfs.max_record: must be at least 65536")
     seen = set()

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from zope.interface import implementer
 
+from dittofs import tracing
 from dittofs.metadata.interfaces import IMetadataStore
 
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
@@ -63,16 +64,20 @@ class Metrics:
 
 @implementer(IMetadataStore)
 class TimedMetadataStore:
-    """An IMetadataStore that times every transaction of the store it wraps."""
+    """An IMetadataStore that times (histogram) and traces (spans) every transaction of the
+    store it wraps; either may be off."""
 
-    def __init__(self, store: Any, histogram: Any) -> None:
+    def __init__(self, store: Any, histogram: Any = None) -> None:
         self._store = store
         self.name = store.name
-        self._read = histogram.labels(store.name, "read")
-        self._write = histogram.labels(store.name, "write")
+        self._read = histogram.labels(store.name, "read") if histogram is not None else None
+        self._write = histogram.labels(store.name, "write") if histogram is not None else None
 
-    def _timed(self, d: Any, child: Any) -> Any:
+    def _timed(self, what: str, child: Any, fn: Any, *args: Any) -> Any:
         started = time.monotonic()
+        d = tracing.around(what, fn, *args, **{"dittofs.store": self.name})
+        if child is None:
+            return d
 
         def done(result: Any) -> Any:
             child.observe(time.monotonic() - started)
@@ -80,14 +85,15 @@ class TimedMetadataStore:
         return d.addBoth(done)
 
     def transact(self, fn: Any, write: bool = True, durable: bool = True) -> Any:
-        return self._timed(self._store.transact(fn, write, durable),
-                           self._write if write else self._read)
+        return self._timed("metadata.write" if write else "metadata.read",
+                           self._write if write else self._read,
+                           self._store.transact, fn, write, durable)
 
     def get(self, fileid: int) -> Any:
-        return self._timed(self._store.get(fileid), self._read)
+        return self._timed("metadata.get", self._read, self._store.get, fileid)
 
     def sync(self) -> Any:
-        return self._timed(self._store.sync(), self._write)
+        return self._timed("metadata.sync", self._write, self._store.sync)
 
     def usage(self) -> Any:
         return self._store.usage()

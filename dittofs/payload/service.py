@@ -14,6 +14,7 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from dittofs import tracing
 from dittofs.payload import wal as W
 from dittofs.payload.cache import BLOCK_SIZE, Block, Cache, covers
 from dittofs.payload.interfaces import IPayloadService
@@ -154,6 +155,10 @@ class CachedPayloadService:
             i += n
 
     async def write_at(self, content_id: str, offset: int, data: Any, sync: bool = True) -> None:
+        with tracing.span("cache.write", **{"dittofs.bytes": len(data)}):
+            await self._write_at(content_id, offset, data, sync)
+
+    async def _write_at(self, content_id: str, offset: int, data: Any, sync: bool) -> None:
         while self.cache.dirty_bytes() >= self.dirty_cap:
             for b in list(self.cache.dirty.values()):
                 self.transfer.schedule(b)
@@ -166,7 +171,8 @@ class CachedPayloadService:
         self.cache.evict()
         if durable is not None:
             if sync:
-                await durable
+                with tracing.span("wal.fsync"):
+                    await durable
             else:
                 durable.addErrback(lambda f: log.failure("WAL append failed", f))
 
@@ -248,6 +254,10 @@ class CachedPayloadService:
         await self.transfer.drop_from(content_id, 0)
 
     async def flush(self, content_id: str, remote: bool = False) -> None:
+        with tracing.span("cache.flush", **{"dittofs.remote": remote}):
+            await self._flush(content_id, remote)
+
+    async def _flush(self, content_id: str, remote: bool) -> None:
         if remote:
             await self.transfer.wait_clean(self.cache.file_blocks(content_id))
         elif self.wal is not None:

@@ -18,6 +18,7 @@ from typing import Any
 from twisted.internet import defer, task, threads
 from twisted.logger import Logger
 
+from dittofs import tracing
 from dittofs.payload.cache import UNKNOWN, Block, Cache
 
 log = Logger(namespace="dittofs.payload")
@@ -156,7 +157,7 @@ class TransferManager:
         return block.base
 
     async def fetch(self, digest: bytes) -> bytes:
-        return await self.store.get(self.key(digest))
+        return await tracing.around("blockstore.get", self.store.get, self.key(digest))
 
     async def ensure_complete(self, block: Block, retry: bool = True) -> None:
         """Merge a partly written block over its stored content."""
@@ -193,8 +194,9 @@ class TransferManager:
                     "metadata store")
                 if not known:
                     started = self.reactor.seconds()
-                    await self._retry("upload", lambda: self.store.put(self.key(digest), data),
-                                      lambda: b.dropped)
+                    await self._retry("upload", lambda: tracing.around(
+                        "blockstore.put", self.store.put, self.key(digest), data),
+                        lambda: b.dropped)
                     if self.upload_latency is not None:
                         self.upload_latency.observe(self.reactor.seconds() - started)
                     self.uploads += 1

@@ -16,6 +16,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from dittofs import tracing
 from dittofs.rpc.message import (
     AcceptStat,
     RpcDenied,
@@ -75,7 +76,10 @@ class RpcDispatcher:
         ctx = CallContext(call, client, conn_id)
         start = time.monotonic()
         try:
-            d = defer.Deferred.fromCoroutine(procedure.handler(args, ctx))
+            coro = procedure.handler(args, ctx)
+            if tracing.enabled():
+                coro = self._traced(coro, f"{prog.name}.{procedure.name}", call.xid, client)
+            d = defer.Deferred.fromCoroutine(coro)
         except Exception:
             return self._system_err(Failure(), call.xid, prog.name, procedure.name)
         d.addCallbacks(self._encode, self._system_err,
@@ -100,6 +104,17 @@ class RpcDispatcher:
             log.debug("{prog}.{proc} xid={xid:#x} {ms:.3f}ms", prog=prog_name,
                       proc=procedure.name, xid=xid, ms=(time.monotonic() - start) * 1000)
         return frame(p.chunks())
+
+    @staticmethod
+    async def _traced(coro: Any, name: str, xid: int, client: tuple[str, int]) -> Any:
+        """Run the handler inside the request's server span (children attach through the
+        contextvars context Twisted gives each coroutine)."""
+        with tracing.server_span(name, **{"rpc.xid": xid, "net.peer.ip": client[0]}) as sp:
+            result = await coro
+            status = result[0] if type(result) is tuple and len(result) == 2 else None
+            if isinstance(status, enum.Enum):
+                sp.set_attribute("rpc.status", status.name)
+            return result
 
     def _count(self, prog_name: str, proc_name: str, status: str) -> None:
         if self.metrics is not None:

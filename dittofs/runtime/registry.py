@@ -7,6 +7,7 @@ from typing import Any
 
 from twisted.python.threadpool import ThreadPool
 
+from dittofs import tracing
 from dittofs.config import Config, ConfigError, StoreConfig
 from dittofs.metadata.errors import MetadataError
 
@@ -91,9 +92,10 @@ class StoreRegistry:
                 store = METADATA_TYPES[cfg.type](name, cfg, self.config)
             except MetadataError as e:
                 raise ConfigError(f"metadata_stores.{name}: {e}") from None
-            if self.metrics is not None:
+            if self.metrics is not None or tracing.enabled():
                 from dittofs.metrics import TimedMetadataStore
-                store = TimedMetadataStore(store, self.metrics.store_latency)
+                store = TimedMetadataStore(
+                    store, self.metrics.store_latency if self.metrics is not None else None)
             self.metadata[name] = store
         return self.metadata[name]
 

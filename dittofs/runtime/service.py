@@ -57,6 +57,10 @@ class Runtime(MultiService):
         self.reactor = reactor
         self.config = config
         self.config_path = config_path
+        if config.tracing.enabled:
+            from dittofs import tracing
+            tracing.configure(config.tracing.endpoint, float(config.tracing.sample_rate),
+                              config.tracing.service_name)
         self.metrics = None
         if config.metrics.enabled:
             from dittofs.metrics import Metrics

@@ -153,3 +153,16 @@ def test_sighup_reloads_the_log_level(request):
         assert "MOUNT3.MNT xid" in log  # per-call tracing is on now
     finally:
         stop_and_check(srv)
+
+
+def test_unreachable_collector_does_not_break_requests(request):
+    cfg = metadata_config("memory", request, "memory")
+    cfg["tracing"] = {"enabled": True, "endpoint": f"http://127.0.0.1:{free_port()}/v1/traces"}
+    srv = ServerProcess(cfg).start()
+    try:
+        with NfsClient(srv.port) as c:
+            root = c.mount(b"/export")[1].fhandle
+            for _ in range(300):
+                assert c.nfs(Proc.GETATTR, root)[0] == OK
+    finally:
+        stop_and_check(srv)
