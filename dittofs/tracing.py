@@ -70,7 +70,8 @@ def configure(endpoint: str = "", sample_rate: float = 1.0, service_name: str = 
         provider.add_span_processor(SimpleSpanProcessor(exporter))
     elif endpoint:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint, timeout=2)))
+        exporter = OTLPSpanExporter(endpoint=endpoint, timeout=2)
+        provider.add_span_processor(BatchSpanProcessor(exporter))
     _tracer = provider.get_tracer("dittofs")
     return provider
 
