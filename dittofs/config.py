@@ -31,6 +31,8 @@ class ConfigError(ValueError):
 class ServerConfig:
     data_dir: str = "~/.local/share/dittofs"
     log_level: str = "info"
+    log_format: str = "text"  # text | json (one JSON object per line)
+    log_levels: Mapping[str, str] = field(default_factory=dict)  # namespace -> level
     shutdown_timeout: int = 30  # seconds to drain calls and upload before exiting
 
 
@@ -196,9 +198,16 @@ def _env_overrides(raw: dict, environ: Mapping[str, str]) -> dict:
 def validate(cfg: Config) -> Config:
     if not 0 <= cfg.nfs.port <= 65535:
         raise ConfigError(f"nfs.port: {cfg.nfs.port} is not a TCP port")
-    if cfg.server.log_level not in ("debug", "info", "warn", "error"):
+    levels = ("debug", "info", "warn", "error")
+    if cfg.server.log_level not in levels:
         raise ConfigError(f"server.log_level: {cfg.server.log_level!r} is not one of "
                           "debug, info, warn, error")
+    for namespace, level in cfg.server.log_levels.items():
+        if level not in levels:
+            raise ConfigError(f"server.log_levels.{namespace}: {level!r} is not one of "
+                              "debug, info, warn, error")
+    if cfg.server.log_format not in ("text", "json"):
+        raise ConfigError(f"server.log_format: {cfg.server.log_format!r} is not text or json")
     try:
         rate = float(cfg.tracing.sample_rate)
     except ValueError:

@@ -50,6 +50,8 @@ def makeService(options: Any) -> Any:
             nfs = dataclasses.replace(nfs, bind=options["nfs-bind"])
         cfg = dataclasses.replace(cfg, nfs=nfs)
         tune_malloc()
+        from dittofs import log
+        log.apply(cfg)
         runtime = Runtime(cfg, options["config"])
     except ConfigError as e:
         sys.stderr.write(f"dittofs: configuration error: {e}\n")

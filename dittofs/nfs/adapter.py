@@ -44,7 +44,9 @@ class NfsAdapter(Service):
         mount = MountHandlers(rt.shares, rt.metadata, rt.handles)
         pmap = PortmapHandlers(self.bound_port)
         table = program_table(pmap.program(), mount.program(), self.nfs.program())
-        trace = self.runtime.config.server.log_level == "debug"
+        from dittofs import log as logging_setup
+        trace = (logging_setup.enabled_for("dittofs.rpc", "debug")
+                 or self.runtime.config.server.log_level == "debug")
         self.dispatcher = RpcDispatcher(table, trace=trace, metrics=rt.metrics)
         return RpcFactory(self.dispatcher, self.max_record)
 

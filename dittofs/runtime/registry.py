@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from dittofs import tracing
@@ -28,9 +29,12 @@ def _postgres(name: str, cfg: StoreConfig, config: Config) -> Any:
     url = cfg.options.get("url")
     if not url:
         raise ConfigError(f"metadata_stores.{name}.url: a PostgreSQL URL is required")
+    log.info("metadata store {name}: PostgreSQL at {url}", name=name, url=url)
     return PostgresMetadataStore(name, str(url), cfg.options.get("schema"),
                                  int(cfg.options.get("pool_size", 4)))
 
+
+log = Logger(namespace="dittofs.runtime")
 
 METADATA_TYPES: dict[str, Callable[[str, StoreConfig, Config], Any]] = {
     "memory": _memory, "lmdb": _lmdb, "postgres": _postgres,

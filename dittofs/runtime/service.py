@@ -143,7 +143,9 @@ class Runtime(MultiService):
         except ConfigError as e:
             log.error("reload refused, keeping the running configuration: {err}", err=str(e))
             return
-        trace = cfg.server.log_level == "debug"
+        from dittofs import log as logging_setup
+        logging_setup.apply(cfg)
+        trace = logging_setup.enabled_for("dittofs.rpc", "debug")
         for child in self:
             dispatcher = getattr(child, "dispatcher", None)
             if dispatcher is not None:

@@ -34,11 +34,13 @@ def metadata_config(kind: str, request, blocks: str = "memory") -> dict:
             "block_stores": {"default": block_store_config(blocks, request)}}
 
 
-def stop_and_check(srv: ServerProcess) -> None:
+def stop_and_check(srv: ServerProcess, keep: bool = False) -> None:
+    """Stop the server; it must have stayed up, stopped cleanly and logged no traceback."""
     alive = srv.alive()
     rc = srv.stop()
     log = srv.log_text()
-    srv.cleanup()
+    if not keep:
+        srv.cleanup()
     assert alive, f"server died during the tests:\n{log}"
     assert rc == 0 and "dittofs stopped" in log, f"unclean exit {rc}:\n{log}"
     assert "Traceback" not in log, log

@@ -166,3 +166,32 @@ def test_unreachable_collector_does_not_break_requests(request):
                 assert c.nfs(Proc.GETATTR, root)[0] == OK
     finally:
         stop_and_check(srv)
+
+
+def test_json_logs_levels_per_component_and_no_secrets(request, postgres, s3):
+    import json
+    pg_password = "pg-Secret-Passw0rd-4711"
+    access, secret = "AKIADITTOFSTESTKEY42", "dittofs-s3-Secret-Key-0815"
+    cfg = metadata_config("postgres", request, "s3")
+    store = cfg["metadata_stores"]["default"]
+    store["url"] = store["url"].replace("postgres@", f"postgres:{pg_password}@")
+    cfg["block_stores"]["default"].update(access_key=access, secret_key=secret)
+    cfg["server"] = {"log_format": "json", "log_levels": {"dittofs.mount": "warn"}}
+    srv = ServerProcess(cfg).start()
+    try:
+        with NfsClient(srv.port) as c:
+            root = c.mount(b"/export")[1].fhandle
+            st, res = c.nfs(Proc.CREATE, C.CreateArgs(DirOpArgs3(root, b"f"), (0, EMPTY_SATTR)))
+            c.nfs(Proc.WRITE, C.WriteArgs(res.obj, 0, 5, StableHow.FILE_SYNC, b"hello"))
+            c.nfs(Proc.COMMIT, C.CommitArgs(res.obj, 0, 0))
+    finally:
+        stop_and_check(srv, keep=True)
+    text = srv.log_text()
+    srv.tmp.cleanup()
+    events = [json.loads(line) for line in text.splitlines() if line.strip()]
+    namespaces = {e.get("log_namespace") for e in events}
+    assert "dittofs.runtime" in namespaces and "dittofs.nfs" in namespaces
+    assert "dittofs.mount" not in namespaces  # below its configured level
+    for s in (pg_password, access, secret):
+        assert s not in text
+    assert any("***" in json.dumps(e) for e in events)  # the PostgreSQL URL, scrubbed

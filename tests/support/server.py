@@ -35,7 +35,8 @@ class ServerProcess:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "ServerProcess":
-        args = [str(TWISTD), "-n", "--pidfile=", "dittofs", "--data-dir", str(self.dir / "data"),
+        args = [str(TWISTD), "-n", "--pidfile=", "--logger", "dittofs.log.observer",
+                "dittofs", "--data-dir", str(self.dir / "data"),
                 "--nfs-port", str(self.port), "--nfs-bind", "127.0.0.1"]
         if self.config is not None:
             cfg = self.dir / "dittofs.yaml"
