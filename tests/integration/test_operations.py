@@ -195,3 +195,32 @@ def test_json_logs_levels_per_component_and_no_secrets(request, postgres, s3):
     for s in (pg_password, access, secret):
         assert s not in text
     assert any("***" in json.dumps(e) for e in events)  # the PostgreSQL URL, scrubbed
+
+
+def test_dashboard_uses_only_metrics_the_server_exports(request):
+    """Every metric the Grafana dashboard queries exists on a real scrape."""
+    import json
+    from pathlib import Path
+    mport = free_port()
+    cfg = metadata_config("lmdb", request, "fs")
+    cfg["metrics"] = {"enabled": True, "port": mport}
+    srv = ServerProcess(cfg).start()
+    try:
+        with NfsClient(srv.port) as c:
+            root = c.mount(b"/export")[1].fhandle
+            st, res = c.nfs(Proc.CREATE, C.CreateArgs(DirOpArgs3(root, b"d"), (0, EMPTY_SATTR)))
+            c.nfs(Proc.WRITE, C.WriteArgs(res.obj, 0, 4, StableHow.FILE_SYNC, b"data"))
+            c.nfs(Proc.READ, C.ReadArgs(res.obj, 0, 4))
+        text = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics").read().decode()
+        exported = {line.split("{")[0].split(" ")[0] for line in text.splitlines()
+                    if line and not line.startswith("#")}
+        dash = json.loads((Path(__file__).parents[2] / "etc" / "grafana-dashboard.json")
+                          .read_text())
+        used = set()
+        for p in dash["panels"]:
+            for t in p["targets"]:
+                used |= set(re.findall(r"dittofs_[a-z_]+", t["expr"]))
+        missing = sorted(used - exported)
+        assert not missing, missing
+    finally:
+        stop_and_check(srv)
