@@ -10,13 +10,35 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet import defer
+from twisted.internet import defer, threads
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 #: ``process(items)`` runs in the worker thread and returns one (ok, value) per item;
 #: value is the result, or a Failure when ok is False.
 BatchProcessor = Callable[[list], list]
+
+
+class LazyPool:
+    """A bounded thread pool of one kind of blocking work (disk, S3, SQL), started on first
+    use so that a daemonising fork after construction keeps it."""
+
+    def __init__(self, name: str, maximum: int, reactor: Any = None) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+            reactor = default_reactor
+        self.reactor = reactor
+        self.pool = ThreadPool(1, maximum, name=name)
+
+    def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> defer.Deferred:
+        """Call ``fn`` in the pool; the Deferred fires with its result on the reactor."""
+        if not self.pool.started:
+            self.pool.start()
+        return threads.deferToThreadPool(self.reactor, self.pool, fn, *args, **kwargs)
+
+    def stop(self) -> None:
+        if self.pool.started:
+            self.pool.stop()
 
 
 class BatchWorker:
@@ -28,7 +50,7 @@ class BatchWorker:
             reactor = default_reactor
         self.reactor = reactor
         self.process = process
-        self.pool = ThreadPool(1, 1, name=name)  # started on first use, so a fork keeps it
+        self.workers = LazyPool(name, 1, reactor)
         self._lock = threading.Lock()
         self._queue: list[tuple[Any, defer.Deferred]] = []
         self._scheduled = False
@@ -39,9 +61,7 @@ class BatchWorker:
             self._queue.append((item, d))
             if not self._scheduled:
                 self._scheduled = True
-                if not self.pool.started:
-                    self.pool.start()
-                self.pool.callInThread(self._drain)
+                self.workers.run(self._drain)
         return d
 
     def _drain(self) -> None:
@@ -61,5 +81,4 @@ class BatchWorker:
 
     def stop(self) -> None:
         """Wait for the queue to drain and the thread to end."""
-        if self.pool.started:
-            self.pool.stop()
+        self.workers.stop()

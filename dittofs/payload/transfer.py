@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet import defer, task, threads
+from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from dittofs import tracing
@@ -174,8 +174,7 @@ class TransferManager:
             self.cache.merge(block, data)
 
     def _hash(self, data: bytes) -> defer.Deferred:
-        return threads.deferToThreadPool(self.reactor, self.hash_pool,
-                                         lambda: hashlib.sha256(data).digest())
+        return self.hash_pool.run(lambda: hashlib.sha256(data).digest())
 
     async def _upload(self, b: Block) -> None:
         b.uploading = True

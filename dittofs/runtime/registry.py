@@ -6,11 +6,11 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.logger import Logger
-from twisted.python.threadpool import ThreadPool
 
 from dittofs import tracing
 from dittofs.config import Config, ConfigError, StoreConfig
 from dittofs.metadata.errors import MetadataError
+from dittofs.threads import LazyPool
 
 
 def _memory(name: str, cfg: StoreConfig, config: Config) -> Any:
@@ -87,7 +87,7 @@ class StoreRegistry:
         self.metadata: dict[str, Any] = {}
         self.blocks: dict[str, Any] = {}
         self.payload: dict[tuple[str, str], Any] = {}
-        self.hash_pool = ThreadPool(1, 2, name="hash")
+        self.hash_pool = LazyPool("hash", 2)
 
     def metadata_store(self, name: str) -> Any:
         if name not in self.metadata:
@@ -135,8 +135,7 @@ class StoreRegistry:
         return self.payload[key]
 
     async def start(self) -> None:
-        """Start the shared pools and every payload service (WAL replay)."""
-        self.hash_pool.start()
+        """Start every payload service (WAL replay)."""
         for payload in self.payload.values():
             await payload.start()
 
@@ -146,5 +145,4 @@ class StoreRegistry:
             await p.close(timeout)
         for m in self.metadata.values():
             await m.close()
-        if self.hash_pool.started:
-            self.hash_pool.stop()
+        self.hash_pool.stop()

@@ -8,7 +8,6 @@ import os
 import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor
-from twisted.python.threadpool import ThreadPool
 from zope.interface.verify import verifyObject
 
 from dittofs.metadata.stores.memory import MemoryMetadataStore
@@ -18,6 +17,7 @@ from dittofs.payload.blockstores.memory import MemoryBlockStore
 from dittofs.payload.cache import BLOCK_SIZE, Block, Cache, add_interval, covers
 from dittofs.payload.interfaces import IBlockStore, IPayloadService
 from dittofs.payload.service import CachedPayloadService
+from dittofs.threads import LazyPool
 from tests.support.vectors import hexv
 
 MB = 1024 * 1024
@@ -110,8 +110,7 @@ class GatedStore(MemoryBlockStore):
 
 @pytest.fixture()
 def hash_pool():
-    pool = ThreadPool(1, 2, name="test-hash")
-    pool.start()
+    pool = LazyPool("test-hash", 2)
     yield pool
     pool.stop()
 

@@ -17,14 +17,14 @@ from typing import Any
 import psycopg
 import sqlalchemy as sa
 from sqlalchemy import event, exc
-from twisted.internet import defer, threads
+from twisted.internet import defer
 from twisted.logger import Logger
-from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from dittofs.metadata import errors as E
 from dittofs.metadata.interfaces import IMetadataStore, ITransaction
 from dittofs.metadata.types import DirEntry, FileRecord
+from dittofs.threads import LazyPool
 
 log = Logger(namespace="dittofs.metadata.postgres")
 
@@ -241,12 +241,7 @@ class PostgresMetadataStore:
             self.engine.dispose()
             raise E.StoreIOError(f"metadata store {name!r}: cannot use PostgreSQL: "
                                  f"{_short(e)}") from None
-        if reactor is None:
-            from twisted.internet import reactor as default_reactor
-            reactor = default_reactor
-        self.reactor = reactor
-        # Started on first use, so that a daemonising fork after construction keeps it.
-        self.pool = ThreadPool(1, pool_size, name=f"pg-{name}")
+        self.pool = LazyPool(f"pg-{name}", pool_size, reactor)
         self._closed = False
 
     def migrate(self) -> int:
@@ -298,9 +293,7 @@ class PostgresMetadataStore:
         """Every commit is durable here (``durable`` is accepted and ignored)."""
         if self._closed:
             return defer.fail(E.StoreIOError(f"metadata store {self.name!r} is closed"))
-        if not self.pool.started:
-            self.pool.start()
-        return threads.deferToThreadPool(self.reactor, self.pool, self._run, fn, write)
+        return self.pool.run(self._run, fn, write)
 
     def sync(self) -> defer.Deferred:
         return defer.succeed(None)  # each commit already waited for the server's WAL flush

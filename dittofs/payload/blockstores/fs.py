@@ -10,11 +10,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from twisted.internet import threads
-from twisted.python.threadpool import ThreadPool
+from twisted.internet import defer
 from zope.interface import implementer
 
 from dittofs.payload.interfaces import IBlockStore
+from dittofs.threads import LazyPool
 
 
 @implementer(IBlockStore)
@@ -28,22 +28,13 @@ class FsBlockStore:
         probe = self.root / ".probe"
         probe.write_bytes(b"")  # fail now, at start-up, if the directory is not writable
         probe.unlink()
-        if reactor is None:
-            from twisted.internet import reactor as default_reactor
-            reactor = default_reactor
-        self.reactor = reactor
-        self.pool = ThreadPool(1, threads_max, name=f"fs-{name}")
+        self.pool = LazyPool(f"fs-{name}", threads_max, reactor)
 
     def _path(self, key: str) -> Path:
         ns, _, digest = key.rpartition("/")
         if not digest or "/" in digest or digest.startswith("."):
             raise KeyError(key)
         return self.root / ns / digest[:2] / digest
-
-    def _run(self, fn: Any, *args: Any) -> Any:
-        if not self.pool.started:
-            self.pool.start()
-        return threads.deferToThreadPool(self.reactor, self.pool, fn, *args)
 
     def _put(self, key: str, data: bytes) -> None:
         path = self._path(key)
@@ -89,19 +80,17 @@ class FsBlockStore:
         return out
 
     def put(self, key: str, data: bytes) -> Any:
-        return self._run(self._put, key, data)
+        return self.pool.run(self._put, key, data)
 
     def get(self, key: str) -> Any:
-        return self._run(self._get, key)
+        return self.pool.run(self._get, key)
 
     def delete(self, key: str) -> Any:
-        return self._run(self._delete, key)
+        return self.pool.run(self._delete, key)
 
     def keys(self) -> Any:
-        return self._run(self._keys)
+        return self.pool.run(self._keys)
 
     def close(self) -> Any:
-        from twisted.internet import defer
-        if self.pool.started:
-            self.pool.stop()
+        self.pool.stop()
         return defer.succeed(None)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet import defer, threads
-from twisted.python.threadpool import ThreadPool
+from twisted.internet import defer
 from zope.interface import implementer
 
 from dittofs.payload.interfaces import IBlockStore
+from dittofs.threads import LazyPool
 
 
 @implementer(IBlockStore)
@@ -42,16 +42,7 @@ class S3BlockStore:
                 self.client.head_bucket(Bucket=bucket)
             except self.client.exceptions.ClientError:
                 self.client.create_bucket(Bucket=bucket)
-        if reactor is None:
-            from twisted.internet import reactor as default_reactor
-            reactor = default_reactor
-        self.reactor = reactor
-        self.pool = ThreadPool(1, threads_max, name=f"s3-{name}")
-
-    def _run(self, fn: Any, *args: Any, **kw: Any) -> Any:
-        if not self.pool.started:
-            self.pool.start()
-        return threads.deferToThreadPool(self.reactor, self.pool, fn, *args, **kw)
+        self.pool = LazyPool(f"s3-{name}", threads_max, reactor)
 
     def _get(self, key: str) -> bytes:
         try:
@@ -67,19 +58,18 @@ class S3BlockStore:
         return out
 
     def put(self, key: str, data: bytes) -> Any:
-        return self._run(self.client.put_object, Bucket=self.bucket, Key=self.prefix + key,
+        return self.pool.run(self.client.put_object, Bucket=self.bucket, Key=self.prefix + key,
                          Body=bytes(data))
 
     def get(self, key: str) -> Any:
-        return self._run(self._get, key)
+        return self.pool.run(self._get, key)
 
     def delete(self, key: str) -> Any:
-        return self._run(self.client.delete_object, Bucket=self.bucket, Key=self.prefix + key)
+        return self.pool.run(self.client.delete_object, Bucket=self.bucket, Key=self.prefix + key)
 
     def keys(self) -> Any:
-        return self._run(self._keys)
+        return self.pool.run(self._keys)
 
     def close(self) -> Any:
-        if self.pool.started:
-            self.pool.stop()
+        self.pool.stop()
         return defer.succeed(None)
