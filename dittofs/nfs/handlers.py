@@ -148,7 +148,7 @@ class NfsHandlers:
         # Changes on every start so clients resend UNSTABLE writes after a restart.
         self.verifier = write_verifier or (
             int(time.time()).to_bytes(4, "big") + os.urandom(4))
-        self.cookieverf = self.verifier
+        self.cookieverf = handles.cookie_verifier()
 
     # -- helpers -----------------------------------------------------------
 
@@ -291,7 +291,9 @@ class NfsHandlers:
             await share.payload.write_at(cid, a.offset, data[:count], _sync(share))
             committed = StableHow.UNSTABLE
             if a.stable != StableHow.UNSTABLE:
-                await share.payload.flush(cid, share.durability == "remote")
+                # The local tier already waited for the WAL fsync in write_at.
+                if share.durability != "local":
+                    await share.payload.flush(cid, share.durability == "remote")
                 committed = StableHow.FILE_SYNC
             pre, post = await self.md.commit_write(share, fid, a.offset + count,
                                                    durable=a.stable != StableHow.UNSTABLE)

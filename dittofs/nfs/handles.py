@@ -36,6 +36,11 @@ class HandleCodec:
         self._key = key[:64]
         self._cache: dict[bytes, tuple[int, int]] = {}
 
+    def cookie_verifier(self) -> bytes:
+        """A READDIR cookie verifier: directory cookies are stable across restarts for the
+        persistent stores, so the verifier is too; it differs between servers (keys)."""
+        return hashlib.blake2b(b"cookieverf", digest_size=8, key=self._key).digest()
+
     def _check(self, body: bytes) -> bytes:
         return hashlib.blake2b(body, digest_size=8, key=self._key).digest()
 

@@ -68,3 +68,30 @@ def test_default_configuration_is_embedded_and_persistent():
         assert (srv.dir / "data" / "blocks" / "default").is_dir()
     finally:
         srv.cleanup()
+
+
+def test_readdir_cookies_stay_valid_across_a_restart():
+    srv = ServerProcess().start()  # embedded default: cookies are stable, so is the verifier
+    try:
+        with NfsClient(srv.port) as c:
+            root = c.mount(b"/export")[1].fhandle
+            for i in range(60):
+                c.nfs(Proc.CREATE, C.CreateArgs(DirOpArgs3(root, b"e%02d" % i), (0, EMPTY_SATTR)))
+            st, r = c.nfs(Proc.READDIR, C.ReaddirArgs(root, 0, bytes(8), 512))
+            assert st == NfsStat.NFS3_OK and not r.eof
+            first = [e.name for e in r.entries]
+            cookie, verf = r.entries[-1].cookie, r.cookieverf
+        restart(srv)
+        with NfsClient(srv.port) as c:
+            rest, eof = [], False
+            while not eof:
+                st, r = c.nfs(Proc.READDIR, C.ReaddirArgs(root, cookie, verf, 4096))
+                assert st == NfsStat.NFS3_OK
+                rest += [e.name for e in r.entries]
+                eof = r.eof
+                if r.entries:
+                    cookie = r.entries[-1].cookie
+            names = [n for n in first + rest if n not in (b".", b"..")]
+            assert sorted(names) == [b"e%02d" % i for i in range(60)]
+    finally:
+        srv.cleanup()
