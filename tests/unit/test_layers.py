@@ -12,7 +12,8 @@ PKG = Path(__file__).resolve().parents[2] / "dittofs"
 PURE = ["rpc/xdr.py", "rpc/record.py", "rpc/message.py", "rpc/program.py", "nfs/const.py",
         "nfs/types.py", "nfs/codec.py", "nfs/handles.py", "metadata/types.py",
         "metadata/errors.py", "metadata/permissions.py", "metadata/service.py",
-        "metadata/interfaces.py", "config.py"]
+        "metadata/interfaces.py", "config.py", "payload/cache.py", "smb/md4.py",
+        "smb/ntlm_crypto.py", "smb/header.py"]
 
 
 def imports(path: Path) -> set[str]:
