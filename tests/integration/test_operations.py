@@ -23,6 +23,16 @@ pytestmark = pytest.mark.integration
 OK = NfsStat.NFS3_OK
 
 
+def create_write(c: NfsClient, name: bytes, data: bytes) -> bytes:
+    """Mount /export, create ``name`` and write ``data`` with FILE_SYNC; return the handle."""
+    root = c.mount(b"/export")[1].fhandle
+    st, res = c.nfs(Proc.CREATE, C.CreateArgs(DirOpArgs3(root, name), (0, EMPTY_SATTR)))
+    assert st == OK
+    assert c.nfs(Proc.WRITE, C.WriteArgs(res.obj, 0, len(data), StableHow.FILE_SYNC,
+                                         data))[0] == OK
+    return res.obj
+
+
 def scrape(port: int) -> dict[str, float]:
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     out = {}
@@ -180,10 +190,8 @@ def test_json_logs_levels_per_component_and_no_secrets(request, postgres, s3):
     srv = ServerProcess(cfg).start()
     try:
         with NfsClient(srv.port) as c:
-            root = c.mount(b"/export")[1].fhandle
-            st, res = c.nfs(Proc.CREATE, C.CreateArgs(DirOpArgs3(root, b"f"), (0, EMPTY_SATTR)))
-            c.nfs(Proc.WRITE, C.WriteArgs(res.obj, 0, 5, StableHow.FILE_SYNC, b"hello"))
-            c.nfs(Proc.COMMIT, C.CommitArgs(res.obj, 0, 0))
+            fh = create_write(c, b"f", b"hello")
+            c.nfs(Proc.COMMIT, C.CommitArgs(fh, 0, 0))
     finally:
         stop_and_check(srv, keep=True)
     text = srv.log_text()
@@ -207,10 +215,7 @@ def test_dashboard_uses_only_metrics_the_server_exports(request):
     srv = ServerProcess(cfg).start()
     try:
         with NfsClient(srv.port) as c:
-            root = c.mount(b"/export")[1].fhandle
-            st, res = c.nfs(Proc.CREATE, C.CreateArgs(DirOpArgs3(root, b"d"), (0, EMPTY_SATTR)))
-            c.nfs(Proc.WRITE, C.WriteArgs(res.obj, 0, 4, StableHow.FILE_SYNC, b"data"))
-            c.nfs(Proc.READ, C.ReadArgs(res.obj, 0, 4))
+            c.nfs(Proc.READ, C.ReadArgs(create_write(c, b"d", b"data"), 0, 4))
         text = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics").read().decode()
         exported = {line.split("{")[0].split(" ")[0] for line in text.splitlines()
                     if line and not line.startswith("#")}
