@@ -74,10 +74,6 @@ class Wal:
                  segment_bytes: int = SEGMENT_BYTES) -> None:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
-        if reactor is None:
-            from twisted.internet import reactor as default_reactor
-            reactor = default_reactor
-        self.reactor = reactor
         self.segment_bytes = segment_bytes
         existing = self.segments()
         self.segment = (existing[-1] + 1) if existing else 1  # never append to an old one
@@ -85,7 +81,6 @@ class Wal:
         self._fd: int | None = None
         self._fd_seg = 0
         self.writer = BatchWorker("wal", self._write_batch, reactor)
-        self.bytes_written = 0
         self.appended = 0  # bytes queued so far (reactor thread)
         self.syncs = 0
 
@@ -144,7 +139,6 @@ class Wal:
                     while view:
                         n = os.write(fd, view)
                         view = view[n:]
-                        self.bytes_written += n
                 need_sync = need_sync or sync
             if need_sync and self._fd is not None:
                 os.fdatasync(self._fd)

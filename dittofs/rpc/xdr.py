@@ -9,7 +9,6 @@ integers are fused into a single ``struct.Struct`` so that hot types such as
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 __all__ = [
@@ -107,11 +106,10 @@ class XdrType:
 
 
 class _Prim(XdrType):
-    def __init__(self, fmt: str, name: str, lo: int, hi: int) -> None:
+    def __init__(self, fmt: str, name: str) -> None:
         self.fmt = fmt
         self.name = name
         self._st = struct.Struct(">" + fmt)
-        self._lo, self._hi = lo, hi
 
     def pack(self, p: Packer, v: int) -> None:
         try:
@@ -130,10 +128,10 @@ class _Prim(XdrType):
         return self.name
 
 
-U32 = _Prim("I", "uint32", 0, 2**32 - 1)
-I32 = _Prim("i", "int32", -(2**31), 2**31 - 1)
-U64 = _Prim("Q", "uint64", 0, 2**64 - 1)
-I64 = _Prim("q", "int64", -(2**63), 2**63 - 1)
+U32 = _Prim("I", "uint32")
+I32 = _Prim("i", "int32")
+U64 = _Prim("Q", "uint64")
+I64 = _Prim("q", "int64")
 
 
 class _Bool(XdrType):
@@ -268,10 +266,6 @@ class Struct(XdrType):
             return self._make(st.unpack_from(u.data, pos))
         return self._make([t.unpack(u) for t in self._types])
 
-    def flat(self, p: Packer, values: tuple) -> None:
-        """Pack an already flattened tuple of a fused structure (hot path helper)."""
-        p.buf += self._st.pack(*values)  # type: ignore[union-attr]
-
 
 class Optional(XdrType):
     """``T *`` / a bool-discriminated union of T and void; None means absent."""
@@ -387,5 +381,3 @@ def struct_type(name: str, fields: list[tuple[str, XdrType]]) -> tuple[type, Str
     cls = NamedTuple(name, [(n, Any) for n, _ in fields])  # type: ignore[misc]
     return cls, Struct(cls, fields)
 
-
-Encoder = Callable[[Packer, Any], None]

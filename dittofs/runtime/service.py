@@ -70,7 +70,6 @@ class Runtime(MultiService):
         self.metadata = MetadataService()
         self.registry = StoreRegistry(config, self.metrics)
         self.handles = HandleCodec(load_handle_key(config.data_path))
-        self.ready: defer.Deferred = defer.Deferred()
         # Open every store now, before the reactor runs, so that one that cannot open
         # stops start-up with a message naming it.
         for sc in config.shares:
@@ -110,7 +109,6 @@ class Runtime(MultiService):
     def _start_children(self) -> None:
         for child in self:
             child.startService()
-        self.ready.callback(self)
 
     def _failed(self, failure: Any) -> None:
         log.failure("dittofs failed to start", failure)

@@ -215,10 +215,6 @@ class LmdbMetadataStore:
         self.meta = env.open_db(b"meta")
         self.blocks = env.open_db(b"blocks")
         self.objects = env.open_db(b"objects")
-        if reactor is None:
-            from twisted.internet import reactor as default_reactor
-            reactor = default_reactor
-        self.reactor = reactor
         self.writer = BatchWorker(f"lmdb-{name}", self._write_batch, reactor)
         self._closed = False
 
