@@ -33,6 +33,14 @@ def create_write(c: NfsClient, name: bytes, data: bytes) -> bytes:
     return res.obj
 
 
+def metrics_server(request) -> tuple[ServerProcess, int]:
+    """The embedded default with metrics on; returns the server and the metrics port."""
+    mport = free_port()
+    cfg = metadata_config("lmdb", request, "fs")
+    cfg["metrics"] = {"enabled": True, "port": mport}
+    return ServerProcess(cfg).start(), mport
+
+
 def scrape(port: int) -> dict[str, float]:
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     out = {}
@@ -44,10 +52,7 @@ def scrape(port: int) -> dict[str, float]:
 
 
 def test_metrics_move_with_nfs_traffic(request):
-    mport = free_port()
-    cfg = metadata_config("lmdb", request, "fs")
-    cfg["metrics"] = {"enabled": True, "port": mport}
-    srv = ServerProcess(cfg).start()
+    srv, mport = metrics_server(request)
     try:
         before = scrape(mport)
         nfs_ok = 'dittofs_requests_total{procedure="%s",protocol="NFS3",status="%s"}'
@@ -209,10 +214,7 @@ def test_dashboard_uses_only_metrics_the_server_exports(request):
     """Every metric the Grafana dashboard queries exists on a real scrape."""
     import json
     from pathlib import Path
-    mport = free_port()
-    cfg = metadata_config("lmdb", request, "fs")
-    cfg["metrics"] = {"enabled": True, "port": mport}
-    srv = ServerProcess(cfg).start()
+    srv, mport = metrics_server(request)
     try:
         with NfsClient(srv.port) as c:
             c.nfs(Proc.READ, C.ReadArgs(create_write(c, b"d", b"data"), 0, 4))

@@ -6,7 +6,6 @@ import hashlib
 import os
 import random
 import subprocess
-import threading
 import time
 
 import pytest
@@ -16,7 +15,7 @@ from dittofs.nfs.const import NfsStat, Proc, StableHow
 from dittofs.nfs.types import EMPTY_SATTR, DirOpArgs3
 from tests.integration.conftest import metadata_config, needs_libnfs, stop_and_check
 from tests.support.rpcclient import NfsClient
-from tests.support.server import ServerProcess, restart
+from tests.support.server import ServerProcess, kill_during, restart
 
 pytestmark = pytest.mark.integration
 OK = NfsStat.NFS3_OK
@@ -51,9 +50,7 @@ def read_file(c, fh, size):
 def crash_rounds(srv, rounds, rng):
     committed: dict[bytes, tuple[bytes, str, int]] = {}  # name -> handle, sha256, size
     for rnd in range(rounds):
-        stop = threading.Event()
-
-        def writer(rnd=rnd, stop=stop):
+        def writer(stop, rnd=rnd):
             try:
                 with NfsClient(srv.port, timeout=10) as c:
                     root = c.mount(b"/export")[1].fhandle
@@ -66,13 +63,7 @@ def crash_rounds(srv, rounds, rng):
                         i += 1
             except (OSError, ConnectionError, AssertionError):
                 pass  # killed mid-file: that file was never committed
-        t = threading.Thread(target=writer)
-        t.start()
-        time.sleep(rng.uniform(0.3, 1.2))
-        srv.proc.kill()
-        stop.set()
-        t.join(15)
-        restart(srv)
+        kill_during(srv, writer, rng.uniform(0.3, 1.2))
         with NfsClient(srv.port) as c:
             for name, (fh, digest, size) in committed.items():
                 data = read_file(c, fh, size)

@@ -11,7 +11,7 @@ from dittofs.nfs.types import EMPTY_SATTR, DirOpArgs3
 from tests.integration.conftest import metadata_config, stop_and_check
 from tests.integration.test_procedures import sattr
 from tests.support.rpcclient import NfsClient
-from tests.support.server import ServerProcess, restart
+from tests.support.server import ServerProcess, kill_during, restart
 
 pytestmark = pytest.mark.integration
 OK = NfsStat.NFS3_OK
@@ -90,8 +90,6 @@ def test_sigkill_at_random_moments_leaves_no_torn_entries(request):
     """Kill -9 while a client creates, renames and removes; every acknowledged change is
     there after restart, and every directory entry leads to a valid file."""
     import random
-    import threading
-    import time
 
     rng = random.Random(7)
     srv = ServerProcess(metadata_config("lmdb", request, "fs")).start()
@@ -99,9 +97,7 @@ def test_sigkill_at_random_moments_leaves_no_torn_entries(request):
     in_flight: dict[bytes, bytes] = {}  # a rename sent but not answered: old -> new
     try:
         for round_no in range(5):
-            stop = threading.Event()
-
-            def churn(round_no=round_no, stop=stop):
+            def churn(stop, round_no=round_no):
                 try:
                     with NfsClient(srv.port, uid=1000, gid=1000, timeout=5) as c:
                         root = c.mount(b"/export")[1].fhandle
@@ -126,15 +122,9 @@ def test_sigkill_at_random_moments_leaves_no_torn_entries(request):
                 except (OSError, ConnectionError):
                     pass  # the server was killed under us
 
-            t = threading.Thread(target=churn)
-            t.start()
-            time.sleep(rng.uniform(0.2, 0.8))
-            srv.proc.kill()
-            stop.set()
-            t.join(10)
+            kill_during(srv, churn, rng.uniform(0.2, 0.8), join=10)
             # A reply in flight when the server died may or may not have been applied:
             # only what the client saw acknowledged must be there.
-            restart(srv)
             with NfsClient(srv.port) as c:
                 root = c.mount(b"/export")[1].fhandle
                 names, cookie, verf = set(), 0, bytes(8)

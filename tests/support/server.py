@@ -86,6 +86,20 @@ class ServerProcess:
                 f"&mountport={self.port}")
 
 
+def kill_during(srv: ServerProcess, work, delay: float, join: float = 15) -> ServerProcess:
+    """Run ``work(stop_event)`` in a thread, SIGKILL the server after ``delay`` seconds,
+    let the thread finish, and start the server again on the same data."""
+    import threading
+    stop = threading.Event()
+    t = threading.Thread(target=work, args=(stop,))
+    t.start()
+    time.sleep(delay)
+    srv.proc.kill()
+    stop.set()
+    t.join(join)
+    return restart(srv)
+
+
 def restart(srv: ServerProcess, kill: bool = False) -> ServerProcess:
     """Stop ``srv`` (SIGTERM, or SIGKILL with ``kill``) and start it again on the same
     port, data directory and configuration."""
