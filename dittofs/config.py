@@ -7,6 +7,7 @@ Errors name the offending key.  The result is a tree of frozen dataclasses.
 from __future__ import annotations
 
 import collections.abc
+import dataclasses
 import ipaddress
 import os
 import typing
@@ -159,8 +160,7 @@ def _convert(key: str, typ: Any, value: Any) -> Any:
     origin = typing.get_origin(typ)
     if typ in (bool, int, str):
         return _scalar(key, typ, value)
-    if typ in (ServerConfig, NfsConfig, MetricsConfig, TracingConfig, RootConfig, StoreConfig,
-               ShareConfig):
+    if dataclasses.is_dataclass(typ):
         if typ is StoreConfig and isinstance(value, Mapping):
             value = dict(value)
             kind = value.pop("type", "memory")
@@ -181,12 +181,18 @@ def _convert(key: str, typ: Any, value: Any) -> Any:
     raise ConfigError(f"{key}: unsupported type {typ}")  # pragma: no cover
 
 
+def _sections() -> frozenset[str]:
+    """The top-level keys that are one dataclass of scalars (what DITTOFS_* may set)."""
+    hints = typing.get_type_hints(Config)
+    return frozenset(f.name for f in fields(Config) if dataclasses.is_dataclass(hints[f.name]))
+
+
 def _env_overrides(raw: dict, environ: Mapping[str, str]) -> dict:
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX):
             continue
         path = name[len(ENV_PREFIX):].lower().split("__")
-        if path[0] not in ("server", "nfs", "metrics", "tracing") or len(path) != 2:
+        if path[0] not in _SECTIONS or len(path) != 2:
             continue  # only scalar sections; other DITTOFS_ variables are not config
         raw.setdefault(path[0], {})
         if raw[path[0]] is None:
@@ -262,3 +268,6 @@ def load(path: str | os.PathLike | None = None,
         raise ConfigError("config: the top level must be a mapping")
     raw = _env_overrides(raw, os.environ if environ is None else environ)
     return validate(_build(Config, raw, ""))
+
+
+_SECTIONS = _sections()
