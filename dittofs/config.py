@@ -61,6 +61,30 @@ class NfsConfig:
 
 
 @dataclass(frozen=True)
+class SmbConfig:
+    enabled: bool = True
+    bind: str = "0.0.0.0"
+    port: int = 12445
+    signing_required: bool = False
+    server_name: str = "DITTOFS"  # NetBIOS name in NTLM challenges
+    domain: str = "WORKGROUP"
+    max_io: int = 8 * 1024 * 1024  # MaxReadSize/MaxWriteSize offered to 2.1+ clients
+    login_failure_limit: int = 5  # failed logons per client address before refusing
+    login_failure_window: int = 60  # seconds a failure counts against the address
+
+
+@dataclass(frozen=True)
+class UserConfig:
+    """An SMB user until the control plane keeps them: the NT hash, never a password."""
+
+    name: str = ""
+    uid: int = 1000
+    gid: int = 1000
+    gids: tuple[int, ...] = ()
+    nt_hash: str = ""  # 32 hex digits: python -m dittofs.smb.ntlm_crypto prints it
+
+
+@dataclass(frozen=True)
 class StoreConfig:
     type: str = "memory"
     options: Mapping[str, Any] = field(default_factory=dict)
@@ -85,6 +109,7 @@ class ShareConfig:
     anon_uid: int = 65534
     anon_gid: int = 65534
     allowed_clients: tuple[str, ...] = ("0.0.0.0/0", "::/0")
+    guest_ok: bool = False  # SMB anonymous sessions may connect (as anon_uid/anon_gid)
     root: RootConfig = field(default_factory=RootConfig)
 
     def networks(self) -> list[Any]:
@@ -95,6 +120,7 @@ class ShareConfig:
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     nfs: NfsConfig = field(default_factory=NfsConfig)
+    smb: SmbConfig = field(default_factory=SmbConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     tracing: TracingConfig = field(default_factory=TracingConfig)
     # The embedded default: metadata in LMDB and content in files, both under data_dir.
@@ -103,6 +129,7 @@ class Config:
     block_stores: Mapping[str, StoreConfig] = field(
         default_factory=lambda: {"default": StoreConfig("fs")})
     shares: tuple[ShareConfig, ...] = field(default_factory=lambda: (ShareConfig(),))
+    users: tuple[UserConfig, ...] = ()
 
     @property
     def data_path(self) -> Path:
@@ -221,6 +248,20 @@ def validate(cfg: Config) -> Config:
     if not 0.0 <= rate <= 1.0:
         raise ConfigError(f"tracing.sample_rate: {cfg.tracing.sample_rate!r} is not a number "
                           "from 0 to 1")
+    if not 0 <= cfg.smb.port <= 65535:
+        raise ConfigError(f"smb.port: {cfg.smb.port} is not a TCP port")
+    if not 64 * 1024 <= cfg.smb.max_io <= 8 * 1024 * 1024:
+        raise ConfigError("smb.max_io: must be from 65536 to 8388608")
+    names = set()
+    for i, u in enumerate(cfg.users):
+        if not u.name or u.name.lower() in names:
+            raise ConfigError(f"users[{i}].name: {u.name!r} is empty or declared twice")
+        names.add(u.name.lower())
+        try:
+            if len(bytes.fromhex(u.nt_hash)) != 16:
+                raise ValueError
+        except ValueError:
+            raise ConfigError(f"users[{i}].nt_hash: expected 32 hex digits") from None
     if cfg.nfs.max_record < 64 * 1024:
         raise ConfigError("nfs.max_record: must be at least 65536")
     seen = set()

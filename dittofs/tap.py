@@ -18,6 +18,7 @@ class Options(usage.Options):
         ["data-dir", "d", None, "Directory for persistent state (overrides server.data_dir)."],
         ["nfs-port", None, None, "TCP port for NFS, MOUNT and portmap (overrides nfs.port)."],
         ["nfs-bind", None, None, "Address to listen on for NFS (overrides nfs.bind)."],
+        ["smb-port", None, None, "TCP port for SMB2 (overrides smb.port)."],
     ]
 
 
@@ -49,6 +50,12 @@ def makeService(options: Any) -> Any:
         if options["nfs-bind"]:
             nfs = dataclasses.replace(nfs, bind=options["nfs-bind"])
         cfg = dataclasses.replace(cfg, nfs=nfs)
+        if options["smb-port"] is not None:
+            try:
+                port = int(options["smb-port"])
+            except ValueError:
+                raise ConfigError(f"--smb-port: {options['smb-port']!r} is not a number") from None
+            cfg = dataclasses.replace(cfg, smb=dataclasses.replace(cfg.smb, port=port))
         tune_malloc()
         from dittofs import log
         log.apply(cfg)
@@ -59,6 +66,9 @@ def makeService(options: Any) -> Any:
     if cfg.nfs.enabled:
         adapter = NfsAdapter(runtime, cfg.nfs.bind, cfg.nfs.port, cfg.nfs.max_record)
         adapter.setServiceParent(runtime)
+    if cfg.smb.enabled:
+        from dittofs.smb.adapter import SmbAdapter
+        SmbAdapter(runtime).setServiceParent(runtime)
     if cfg.metrics.enabled:
         from dittofs.metrics_service import MetricsService
         MetricsService(runtime, cfg.metrics.bind, cfg.metrics.port).setServiceParent(runtime)

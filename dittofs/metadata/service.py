@@ -11,6 +11,8 @@ import stat
 import time
 from typing import Any, NamedTuple, Protocol
 
+from twisted.logger import Logger
+
 from dittofs.metadata import errors as E
 from dittofs.metadata.permissions import R, W, X, allowed, granted, in_group, sticky_allows
 from dittofs.metadata.types import (
@@ -61,6 +63,7 @@ class Created(NamedTuple):
     dir_post: FileRecord
     file: FileRecord
     truncated_from: int | None = None  # UNCHECKED create of an existing file shrank it
+    existed: bool = False  # an existing file was opened (retransmission or UNCHECKED)
 
 
 def _now() -> int:
@@ -113,9 +116,29 @@ def _get_dir(txn: Any, fileid: int) -> FileRecord:
         raise E.NotDirectory(f"fileid {fileid}")
     return rec
 
+log = Logger(namespace="dittofs.metadata")
+
+#: Name change kinds passed to listeners (the values of FILE_ACTION_* in MS-FSCC 2.7.1).
+ADDED, REMOVED, RENAMED_OLD, RENAMED_NEW = 1, 2, 4, 5
+
 
 class MetadataService:
-    """File-system operations for protocol handlers; stores are reached only through here."""
+    """File-system operations for protocol handlers; stores are reached only through here.
+
+    ``listeners`` are called as ``fn(share, dir_id, action, name)`` after a name is added
+    to or removed from a directory, whichever protocol made the change (SMB change
+    notify uses this).
+    """
+
+    def __init__(self) -> None:
+        self.listeners: list = []
+
+    def _changed(self, share: ShareLike, dir_id: int, action: int, name: bytes) -> None:
+        for fn in self.listeners:
+            try:
+                fn(share, dir_id, action, name)
+            except Exception:
+                log.failure("metadata listener failed")
 
     # -- reads ---------------------------------------------------------------
 
@@ -308,7 +331,7 @@ class MetadataService:
             if existing is not None:
                 old = _get(txn, existing)
                 if exclusive and verifier is not None and old.verifier == verifier:
-                    return Created(pre, d, old)
+                    return Created(pre, d, old, None, True)
                 if unchecked and old.ftype == FileType.REG:
                     # As Linux nfsd: of the attributes only a size (truncation) applies.
                     new = self._apply(ident, old, SetAttrs(size=attrs.size))
@@ -317,7 +340,7 @@ class MetadataService:
                     shrunk = old.size if new.size < old.size else None
                     if new.size != old.size:
                         txn.add_usage(0, new.size - old.size)
-                    return Created(pre, d, new, shrunk)
+                    return Created(pre, d, new, shrunk, True)
                 raise E.Exists(repr(name))
             now = _now()
             fid = txn.new_fileid()
@@ -352,7 +375,10 @@ class MetadataService:
             txn.put(d)
             txn.add_usage(1, size)
             return Created(pre, d, rec)
-        return await share.store.transact(fn)
+        made = await share.store.transact(fn)
+        if self.listeners and not made.existed:
+            self._changed(share, dir_id, ADDED, name)
+        return made
 
     async def remove(self, share: ShareLike, ident: Identity, dir_id: int, name: bytes,
                      rmdir: bool) -> Unlinked:
@@ -384,7 +410,10 @@ class MetadataService:
             txn.put(d)
             victim, freed = self._drop_link(txn, victim, now)
             return Unlinked(pre, d, victim, freed)
-        return await share.store.transact(fn)
+        gone = await share.store.transact(fn)
+        if self.listeners:
+            self._changed(share, dir_id, REMOVED, name)
+        return gone
 
     @staticmethod
     def _drop_link(txn: Any, rec: FileRecord, now: int) -> tuple[FileRecord, bool]:
@@ -453,7 +482,15 @@ class MetadataService:
                 txn.put(dst_dir)
             txn.put(src_dir)
             return Renamed(from_pre, src_dir, to_pre, dst_dir, replaced)
-        return await share.store.transact(fn)
+        moved = await share.store.transact(fn)
+        if self.listeners:
+            if from_dir == to_dir:
+                self._changed(share, from_dir, RENAMED_OLD, from_name)
+                self._changed(share, to_dir, RENAMED_NEW, to_name)
+            else:
+                self._changed(share, from_dir, REMOVED, from_name)
+                self._changed(share, to_dir, ADDED, to_name)
+        return moved
 
     @staticmethod
     def _refuse_loop(txn: Any, moving: int, dest: int) -> None:
@@ -492,7 +529,10 @@ class MetadataService:
             txn.put(rec)
             txn.put(d)
             return rec, pre, d
-        return await share.store.transact(fn)
+        linked = await share.store.transact(fn)
+        if self.listeners:
+            self._changed(share, dir_id, ADDED, name)
+        return linked
 
     async def prepare_write(self, share: ShareLike, ident: Identity, fileid: int) -> FileRecord:
         """Check a content write is allowed (no change is made); return the record."""

@@ -94,7 +94,8 @@ class Runtime(MultiService):
                 payload=self.registry.payload_service(sc.block_store, sc.metadata_store),
                 durability=sc.durability, read_only=sc.read_only, root_squash=sc.root_squash,
                 all_squash=sc.all_squash,
-                anon_uid=sc.anon_uid, anon_gid=sc.anon_gid, networks=sc.networks())
+                anon_uid=sc.anon_uid, anon_gid=sc.anon_gid, networks=sc.networks(),
+                guest_ok=sc.guest_ok)
             share.root_id = await self.metadata.ensure_root(share, sc.root.uid, sc.root.gid,
                                                             sc.root.mode)
             self.shares.add(share)

@@ -27,6 +27,7 @@ class Share:
     networks: list = field(default_factory=lambda: [ipaddress.ip_network("0.0.0.0/0"),
                                                      ipaddress.ip_network("::/0")])
     root_id: int = 0
+    guest_ok: bool = False  # SMB anonymous sessions may connect
 
     @property
     def fsid(self) -> int:

@@ -157,3 +157,9 @@ def frame(message: bytes) -> bytes:
     if len(message) > 0xFFFFFF:
         raise FrameError("message too large for direct TCP framing")
     return _LEN.pack(len(message)) + message
+
+
+def frame_header(n: int) -> bytes:
+    if n > 0xFFFFFF:
+        raise FrameError("message too large for direct TCP framing")
+    return _LEN.pack(n)

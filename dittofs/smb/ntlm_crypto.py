@@ -47,3 +47,15 @@ def verify_ntlmv2(nt: bytes, user: str, domains: list[str], server_challenge: by
         if hmac.compare_digest(expected, proof):
             return Verified(hmac.new(key, proof, hashlib.md5).digest(), domain)
     return None
+
+
+def main() -> None:
+    """Print the NT hash of a password read from the terminal (for ``users[].nt_hash``)."""
+    import getpass
+    import sys
+    password = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline()
+    print(nt_hash(password.rstrip("\n")).hex())
+
+
+if __name__ == "__main__":
+    main()
