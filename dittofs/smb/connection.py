@@ -266,6 +266,8 @@ class Connection:
         hdr = ctx.hdr
         ctx.session_id, ctx.tree_id = session_id, tree_id
         try:
+            if hdr.command > Command.OPLOCK_BREAK:
+                raise SmbError(Status.INVALID_PARAMETER, f"unknown command {hdr.command:#x}")
             if not self.negotiated and hdr.command != Command.NEGOTIATE:
                 raise SmbError(Status.INVALID_PARAMETER, "no NEGOTIATE yet")
             if hdr.command not in _SESSIONLESS or (hdr.command == Command.SESSION_SETUP

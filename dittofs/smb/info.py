@@ -43,11 +43,11 @@ class InfoHandlers:
             raise SmbError(Status.INVALID_INFO_CLASS)
         if not op.access & READ_DATA:
             raise SmbError(Status.ACCESS_DENIED)
-        if req.flags & (M.RESTART_SCANS | M.REOPEN) or not op.listed:
+        first = bool(req.flags & (M.RESTART_SCANS | M.REOPEN)) or not op.listed
+        if first:
             op.cursor = 0
             op.ended = False
             op.pattern, op.exact = compile_pattern(req.pattern or "*")
-        first = not op.listed
         op.listed = True
         if op.ended:
             raise SmbError(Status.NO_MORE_FILES)
@@ -61,8 +61,7 @@ class InfoHandlers:
                 rec, _ = await self.md.lookup(share, op.tree.ident, op.fileid,
                                               encode_name(op.exact))
             except E.NotFound:
-                raise SmbError(Status.NO_SUCH_FILE if first or req.flags & M.RESTART_SCANS
-                               else Status.NO_MORE_FILES) from None
+                raise SmbError(Status.NO_SUCH_FILE if first else Status.NO_MORE_FILES) from None
             entry = FI.dir_entry(req.info_class, rec, op.exact)
             if len(entry) > req.output_length:
                 raise SmbError(Status.INFO_LENGTH_MISMATCH)
@@ -94,8 +93,6 @@ class InfoHandlers:
             if full:
                 raise SmbError(Status.INFO_LENGTH_MISMATCH)
             raise SmbError(Status.NO_SUCH_FILE if first else Status.NO_MORE_FILES)
-        if op.ended:
-            op.ended = True
         return Reply(Status.SUCCESS, M.buffer_response(FI.pack_entries(entries)))
 
     # -- CHANGE_NOTIFY ----------------------------------------------------------------

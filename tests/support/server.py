@@ -17,6 +17,16 @@ ROOT = Path(__file__).resolve().parents[2]
 TWISTD = Path(sys.executable).with_name("twistd")
 
 
+#: SMB users every test server knows (passwords are the test's, hashes are what the
+#: server keeps).
+PASSWORDS = {"alice": "Alice-pw-1", "bob": "Bob-pw-2"}
+TEST_USERS = [
+    {"name": "alice", "uid": 1000, "gid": 1000, "gids": [100],
+     "nt_hash": "aa4e34060a4bd2975bdae707d1fa93c6"},
+    {"name": "bob", "uid": 1001, "gid": 1001, "nt_hash": "4caaf7f9e125d1c3a78c50f6704857a4"},
+]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -30,6 +40,11 @@ class ServerProcess:
         self.tmp = tempfile.TemporaryDirectory(prefix="dittofs-test-")
         self.dir = Path(self.tmp.name)
         self.port = free_port()
+        self.smb_port = free_port()
+        if config is not None:  # None: start with no configuration file at all
+            config = dict(config)
+            config.setdefault("users", TEST_USERS)
+            config["smb"] = {"bind": "127.0.0.1", **(config.get("smb") or {})}
         self.config = config
         self.log_path = self.dir / "server.log"
         self.proc: subprocess.Popen | None = None
@@ -37,7 +52,8 @@ class ServerProcess:
     def start(self) -> "ServerProcess":
         args = [str(TWISTD), "-n", "--pidfile=", "--logger", "dittofs.log.observer",
                 "dittofs", "--data-dir", str(self.dir / "data"),
-                "--nfs-port", str(self.port), "--nfs-bind", "127.0.0.1"]
+                "--nfs-port", str(self.port), "--nfs-bind", "127.0.0.1",
+                "--smb-port", str(self.smb_port)]
         if self.config is not None:
             cfg = self.dir / "dittofs.yaml"
             cfg.write_text(yaml.safe_dump(self.config))
@@ -52,6 +68,8 @@ class ServerProcess:
                 raise RuntimeError(f"server exited early:\n{self.log_text()}")
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                if (self.config or {}).get("smb", {}).get("enabled", True):
+                    socket.create_connection(("127.0.0.1", self.smb_port), timeout=0.2).close()
                 return self
             except OSError:
                 time.sleep(0.05)
