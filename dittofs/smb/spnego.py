@@ -125,7 +125,7 @@ def parse_client_token(data: bytes) -> ClientToken:
                 mechs = [decode_oid(ov) for ot, ov in children(sv) if ot == 0x06]
             elif t == 0xA2:
                 token = _octets(v)
-            elif t == 0xA3:
+            elif t == 0xA3 and v[:1] == b"\x04":  # (in a NegTokenInit2 [3] is negHints)
                 mic = _octets(v)
         return ClientToken(mechs, mechs_der, token, mic)
     if tag == 0xA1:
