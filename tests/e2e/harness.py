@@ -21,6 +21,10 @@ from pathlib import Path
 CACHE = Path(os.environ.get("DITTOFS_E2E_CACHE", Path.home() / ".cache" / "dittofs-e2e"))
 NFS_MODULES = ["virtio_pci", "virtio_net", "sunrpc", "grace", "lockd", "nfs_acl", "nfs",
                "nfsv3"]
+#: The CIFS client and the crypto it asks for by name (signing, SMB3 key derivation).
+CIFS_MODULES = ["cifs", "cmac", "ccm", "gcm", "ctr", "sha512_generic", "md4", "des_generic",
+                "ecb", "nls_utf8"]
+GUEST_MODULES = NFS_MODULES + CIFS_MODULES
 HOST = "10.0.2.2"
 
 INIT = r"""#!/bin/busybox sh
@@ -28,6 +32,8 @@ INIT = r"""#!/bin/busybox sh
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
+mkdir -p /sbin && printf '#!/bin/sh\nexit 0\n' > /sbin/modprobe && chmod 755 /sbin/modprobe
+echo /sbin/modprobe > /proc/sys/kernel/modprobe
 for m in $(cat /modules.order); do insmod /lib/modules/$m 2>/dev/null; done
 ip link set lo up
 ip link set eth0 up
@@ -94,7 +100,7 @@ def _cpio(root: Path, out: Path) -> None:
                        input=files, stdout=fh, check=True)
 
 
-def base_initramfs(modules: list[str] = NFS_MODULES) -> Path:
+def base_initramfs(modules: list[str] = GUEST_MODULES) -> Path:
     ver, _ = kernel()
     key = hashlib.sha256((ver + INIT + ",".join(modules)).encode()).hexdigest()[:16]
     out = CACHE / f"base-{ver}-{key}.cpio"
@@ -157,6 +163,15 @@ def run_guest(script: str, timeout: float = 600, memory_mb: int = 512) -> GuestR
     if not m:
         return GuestResult(None, "", console)
     return GuestResult(int(m.group(2)), m.group(1), console)
+
+
+def cifs_mount_cmd(port: int, user: str, password: str, vers: str, share: str = "export",
+                   target: str = "/mnt") -> str:
+    """mount(2) data for the kernel's CIFS client, passed straight through by busybox
+    (there is no mount.cifs helper in the guest, so ip= and unc= are given)."""
+    opts = (f"port={port},username={user},password={password},vers={vers},ip={HOST},"
+            f"unc=//{HOST}/{share},mfsymlinks,uid=0,gid=0")
+    return f"mount -w -t cifs -o {opts} //{HOST}/{share} {target}"
 
 
 def nfs_mount_cmd(port: int, export: str = "/export", target: str = "/mnt") -> str:
