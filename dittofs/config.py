@@ -110,6 +110,7 @@ class ShareConfig:
     anon_gid: int = 65534
     allowed_clients: tuple[str, ...] = ("0.0.0.0/0", "::/0")
     guest_ok: bool = False  # SMB anonymous sessions may connect (as anon_uid/anon_gid)
+    smb_signing_required: bool = False  # SMB requests to this share must be signed
     root: RootConfig = field(default_factory=RootConfig)
 
     def networks(self) -> list[Any]:

@@ -95,7 +95,7 @@ class Runtime(MultiService):
                 durability=sc.durability, read_only=sc.read_only, root_squash=sc.root_squash,
                 all_squash=sc.all_squash,
                 anon_uid=sc.anon_uid, anon_gid=sc.anon_gid, networks=sc.networks(),
-                guest_ok=sc.guest_ok)
+                guest_ok=sc.guest_ok, smb_signing_required=sc.smb_signing_required)
             share.root_id = await self.metadata.ensure_root(share, sc.root.uid, sc.root.gid,
                                                             sc.root.mode)
             self.shares.add(share)

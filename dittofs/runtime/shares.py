@@ -28,6 +28,7 @@ class Share:
                                                      ipaddress.ip_network("::/0")])
     root_id: int = 0
     guest_ok: bool = False  # SMB anonymous sessions may connect
+    smb_signing_required: bool = False  # SMB requests to it must be signed
 
     @property
     def fsid(self) -> int:

@@ -19,7 +19,7 @@ from twisted.logger import Logger
 from dittofs.smb import messages as M
 from dittofs.smb import ntlmssp, signing, spnego
 from dittofs.smb.header import Command, Flags, Header, HeaderError, split_compound
-from dittofs.smb.status import SmbError, Status
+from dittofs.smb.status import STATUS_OF, SmbError, Status
 
 log = Logger(namespace="dittofs.smb")
 
@@ -282,6 +282,8 @@ class Connection:
                     if tree is None:
                         raise SmbError(Status.NETWORK_NAME_DELETED)
                     ctx.tree = tree
+                    if tree.signing_required and not ctx.signed:
+                        raise SmbError(Status.ACCESS_DENIED, "the share requires signing")
             elif hdr.command == Command.ECHO and session_id in self.sessions:
                 ctx.session = self.sessions[session_id]
             handler = _COMMANDS.get(hdr.command)
@@ -301,6 +303,15 @@ class Connection:
         except M.BadRequest as e:
             log.info("smb: {peer}: {err}", peer=self.peer[0], err=e)
             return Reply(Status.INVALID_PARAMETER, M.error_body(), True)
+        except Disconnect:
+            raise
+        except Exception as e:
+            st = STATUS_OF.get(type(e))
+            if st is None:
+                log.failure("smb: {command} from {peer} failed", command=Command(hdr.command).name,
+                            peer=self.peer[0])
+                st = Status.INTERNAL_ERROR
+            return Reply(st, M.error_body(), True)
 
     def _check_signature(self, ctx: "Context") -> None:
         s = ctx.session

@@ -195,7 +195,10 @@ class SmbHandlers(InfoHandlers):
         else:
             u = s.user
             ident = share.identity(u.uid, u.gid, u.gids)
-        tree = Tree(next(s.tree_ids), share, ident, name)
+        signed = bool(getattr(share, "smb_signing_required", False))
+        if signed and not ctx.signed:
+            raise SmbError(Status.ACCESS_DENIED, f"share {name} requires signed requests")
+        tree = Tree(next(s.tree_ids), share, ident, name, signed)
         root = await self.md.getattr(share, share.root_id)
         s.trees[tree.id] = tree
         ctx.tree_id = tree.id

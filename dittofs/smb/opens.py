@@ -15,7 +15,7 @@ from dittofs.smb import fileinfo as FI
 from dittofs.smb import messages as M
 from dittofs.smb.connection import Reply
 from dittofs.smb.srvsvc import SrvsvcPipe
-from dittofs.smb.status import STATUS_OF, SmbError, Status
+from dittofs.smb.status import SmbError, Status
 
 log = Logger(namespace="dittofs.smb")
 
@@ -57,22 +57,13 @@ _NS = 1_000_000_000
 _FID = struct.Struct("<QQ")
 
 
-def status_of(exc: BaseException, what: str) -> int:
-    if isinstance(exc, SmbError):
-        return exc.status
-    st = STATUS_OF.get(type(exc))
-    if st is not None:
-        return st
-    log.failure("SMB {what}: unexpected error", what=what)
-    return Status.INTERNAL_ERROR
-
-
 @dataclass
 class Tree:
     id: int
     share: Any  # runtime Share, None for IPC$
     ident: Any
     name: str
+    signing_required: bool = False
 
     @property
     def ipc(self) -> bool:
