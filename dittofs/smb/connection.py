@@ -392,6 +392,7 @@ class Connection:
         if sign:
             signing.sign(self.dialect, s.signing_key, out)
         self.send([bytes(out)])
+        self.server.observe(hdr.command, status, ctx.started)
 
     def _cancel(self, hdr: Header) -> None:
         if hdr.flags & Flags.ASYNC_COMMAND:

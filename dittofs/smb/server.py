@@ -16,9 +16,11 @@ from dittofs.smb import ntlmssp
 from dittofs.smb.connection import Connection, FailureLimiter
 from dittofs.smb.handlers import SmbHandlers
 from dittofs.smb.header import Command, FrameError, FrameReader, frame_header
+from dittofs.smb.status import Status
 from dittofs.smb.users import UserDirectory
 
 log = Logger(namespace="dittofs.smb")
+_STATUS_NAMES = {int(s): s.name for s in Status}
 
 
 class SmbServer:
@@ -49,8 +51,8 @@ class SmbServer:
 
     def observe(self, command: int, status: int, started: float) -> None:
         if self.metrics is not None:
-            self.metrics.request("smb", self._names.get(command, str(command)),
-                                 "OK" if status == 0 else f"{status:#010x}",
+            name = _STATUS_NAMES.get(status) or f"{status:#010x}"
+            self.metrics.request("SMB2", self._names.get(command, str(command)), name,
                                  time.perf_counter() - started)
 
     def count_bytes(self, share: Any, direction: str, n: int) -> None:

@@ -94,6 +94,43 @@ def test_metrics_move_with_nfs_traffic(request):
         stop_and_check(srv)
 
 
+def test_metrics_move_with_smb_traffic(request):
+    from smbprotocol.exceptions import SMBResponseException
+    from smbprotocol.open import CreateDisposition
+
+    from tests.support.smb import open_file, smb_tree
+    srv, mport = metrics_server(request)
+    try:
+        smb = 'dittofs_requests_total{procedure="%s",protocol="SMB2",status="%s"}'
+        with smb_tree(srv) as (_, _, tree):
+            f = open_file(tree, "metered.bin", CreateDisposition.FILE_OVERWRITE_IF)
+            for i in range(3):
+                f.write(b"s" * 1000, i * 1000)
+            assert f.read(0, 500) == b"s" * 500
+            f.close()
+            with pytest.raises(SMBResponseException):
+                open_file(tree, "no-such-file", CreateDisposition.FILE_OPEN)
+            during = scrape(mport)
+            assert during['dittofs_connections{protocol="smb"}'] == 1
+        deadline = time.monotonic() + 5
+        while scrape(mport)['dittofs_connections{protocol="smb"}'] and \
+                time.monotonic() < deadline:
+            time.sleep(0.05)  # the server sees the close a moment after the client
+        after = scrape(mport)
+        assert after[smb % ("WRITE", "SUCCESS")] == 3
+        assert after[smb % ("READ", "SUCCESS")] == 1
+        assert after[smb % ("CREATE", "SUCCESS")] == 1
+        assert after[smb % ("CREATE", "OBJECT_NAME_NOT_FOUND")] == 1
+        assert after[smb % ("SESSION_SETUP", "MORE_PROCESSING_REQUIRED")] == 1
+        assert after['dittofs_share_bytes_total{direction="written",share="/export"}'] == 3000
+        assert after['dittofs_share_bytes_total{direction="read",share="/export"}'] == 500
+        assert after['dittofs_request_duration_seconds_count{procedure="WRITE",'
+                     'protocol="SMB2"}'] == 3
+        assert after['dittofs_connections{protocol="smb"}'] == 0
+    finally:
+        stop_and_check(srv)
+
+
 def test_metrics_are_off_by_default(server):
     assert "metrics on" not in server.log_text()
 
