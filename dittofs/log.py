@@ -56,6 +56,10 @@ def secrets_of(config: Any) -> set[str]:
             url = str(st.options.get("url") or "")
             if "@" in url and ":" in url.split("@", 1)[0].split("//", 1)[-1]:
                 out.add(url.split("@", 1)[0].split("//", 1)[-1].split(":", 1)[1])
+    for user in getattr(config, "users", ()):
+        if user.nt_hash:
+            out.add(user.nt_hash)
+            out.add(user.nt_hash.upper())
     return {s for s in out if len(s) >= 4}
 
 

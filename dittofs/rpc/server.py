@@ -83,12 +83,12 @@ class RpcDispatcher:
         except Exception:
             return self._system_err(Failure(), call.xid, prog.name, procedure.name)
         d.addCallbacks(self._encode, self._system_err,
-                       callbackArgs=(call.xid, procedure, prog.name, start),
+                       callbackArgs=(call.xid, procedure, prog.name, start, ctx),
                        errbackArgs=(call.xid, prog.name, procedure.name))
         return d
 
     def _encode(self, result: Any, xid: int, procedure: Any, prog_name: str,
-                start: float) -> list:
+                start: float, ctx: CallContext | None = None) -> list:
         p = Packer()
         p.raw(accepted_reply(xid))
         try:
@@ -101,8 +101,14 @@ class RpcDispatcher:
                                  status.name if isinstance(status, enum.Enum) else "OK",
                                  time.monotonic() - start)
         if self.trace:
-            log.debug("{prog}.{proc} xid={xid:#x} {ms:.3f}ms", prog=prog_name,
-                      proc=procedure.name, xid=xid, ms=(time.monotonic() - start) * 1000)
+            cred = ctx.call.cred if ctx is not None else None
+            status = result[0] if type(result) is tuple and len(result) == 2 else None
+            log.debug("{prog}.{proc} xid={xid:#x} client={client} uid={uid} status={status} "
+                      "{ms:.3f}ms", prog=prog_name, proc=procedure.name, xid=xid,
+                      client=ctx.client[0] if ctx is not None else "-",
+                      uid=cred.uid if cred is not None else "-",
+                      status=status.name if isinstance(status, enum.Enum) else "OK",
+                      ms=(time.monotonic() - start) * 1000)
         return frame(p.chunks())
 
     @staticmethod

@@ -149,6 +149,9 @@ class Runtime(MultiService):
             dispatcher = getattr(child, "dispatcher", None)
             if dispatcher is not None:
                 dispatcher.trace = trace
+            smb = getattr(child, "server", None)
+            if smb is not None and hasattr(smb, "trace"):
+                smb.trace = logging_setup.enabled_for("dittofs.smb", "debug")
         log.info("configuration reloaded: log_level={new_level}", new_level=cfg.server.log_level)
 
     async def _stop(self) -> None:

@@ -10,15 +10,17 @@ import os
 import struct
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from dittofs import tracing
 from dittofs.smb import messages as M
 from dittofs.smb import ntlmssp, signing, spnego
 from dittofs.smb.header import Command, Flags, Header, HeaderError, split_compound
+from dittofs.smb.sessions import Session, auth_step
 from dittofs.smb.status import STATUS_OF, SmbError, Status
 
 log = Logger(namespace="dittofs.smb")
@@ -42,27 +44,6 @@ _TREELESS = _SESSIONLESS + (Command.LOGOFF, Command.TREE_CONNECT, Command.CANCEL
 
 class Disconnect(Exception):
     """The peer broke the protocol badly enough that the connection must close."""
-
-
-@dataclass
-class Session:
-    id: int
-    acceptor: ntlmssp.Acceptor | None = None
-    spnego: bool = False
-    mech_types_der: bytes = b""
-    preauth: bytes = b""
-    user: Any = None  # users.User, None for anonymous
-    anonymous: bool = False
-    valid: bool = False
-    session_key: bytes = b""
-    signing_key: bytes = b""
-    signing_required: bool = False
-    trees: dict = field(default_factory=dict)
-    tree_ids: Any = field(default_factory=lambda: itertools.count(1))
-
-    @property
-    def name(self) -> str:
-        return self.user.name if self.user is not None else "anonymous"
 
 
 @dataclass
@@ -212,6 +193,14 @@ class Connection:
             else:
                 out.append(self._build(ctx, reply.status, reply.body))
                 self.server.observe(hdr.command, reply.status, ctx.started)
+            if self.server.trace:
+                log.debug("SMB2.{command} mid={mid} session={sid:#x} user={user} "
+                          "client={client} status={status:#010x} {ms:.3f}ms",
+                          command=Command(hdr.command).name if hdr.command <= 0x12 else
+                          hdr.command, mid=hdr.message_id, sid=ctx.session_id or 0,
+                          user=ctx.session.name if ctx.session is not None else "-",
+                          client=self.peer[0], status=reply.status,
+                          ms=(time.perf_counter() - ctx.started) * 1000)
             if ctx.after_build is not None:
                 msg = out[-1]
                 ctx.after_build(bytes(msg) if isinstance(msg, bytearray) else b"".join(msg))
@@ -294,7 +283,14 @@ class Connection:
                 raise SmbError(Status.INVALID_PARAMETER, f"unknown command {hdr.command}")
             if not isinstance(ctx.session, Session) or not ctx.session.valid:
                 raise SmbError(Status.USER_SESSION_DELETED)
-            result = await file_handler(ctx)
+            if tracing.enabled():
+                with tracing.server_span(f"SMB2.{Command(hdr.command).name}",
+                                         **{"smb.message_id": hdr.message_id,
+                                            "net.peer.ip": self.peer[0],
+                                            "enduser.id": ctx.session.name}):
+                    result = await file_handler(ctx)
+            else:
+                result = await file_handler(ctx)
             if isinstance(result, Pending):
                 return PendingReply(Status.PENDING, b"", op=result)
             return result
@@ -477,7 +473,7 @@ class Connection:
             s.preauth = signing.preauth(s.preauth, bytes(ctx.raw))
         token = req.token
         try:
-            status, out_token = self._auth_step(s, token, req.security_mode)
+            status, out_token = auth_step(self, s, token, req.security_mode)
         except (spnego.DerError, ntlmssp.NtlmError, struct.error) as e:
             log.info("smb: session setup from {peer}: {err}", peer=self.peer[0], err=e)
             self._drop_session(s)
@@ -498,78 +494,6 @@ class Connection:
     def _drop_session(self, s: Session) -> None:
         if not s.valid:
             self.sessions.pop(s.id, None)
-
-    def _auth_step(self, s: Session, token: bytes, security_mode: int) -> tuple[int, bytes]:
-        ntlm_msg = token
-        if token[:8] != ntlmssp.SIGNATURE:
-            if not token:
-                raise ntlmssp.NtlmError("empty security buffer")
-            tok = spnego.parse_client_token(token)
-            s.spnego = True
-            if tok.mech_types:
-                s.mech_types_der = tok.mech_types_der
-                if spnego.NTLMSSP_OID not in tok.mech_types:
-                    return Status.LOGON_FAILURE, b""
-                if tok.mech_types[0] != spnego.NTLMSSP_OID or tok.mech_token is None:
-                    s.acceptor = self.server.new_acceptor()
-                    return Status.MORE_PROCESSING_REQUIRED, spnego.neg_token_resp(
-                        spnego.ACCEPT_INCOMPLETE, supported_mech=spnego.NTLMSSP_OID)
-            ntlm_msg = tok.mech_token or b""
-            mic = tok.mech_list_mic
-        else:
-            mic = None
-        if len(ntlm_msg) < 12 or ntlm_msg[:8] != ntlmssp.SIGNATURE:
-            raise ntlmssp.NtlmError("not an NTLMSSP message")
-        mtype = struct.unpack_from("<I", ntlm_msg, 8)[0]
-        if mtype == ntlmssp.NEGOTIATE:
-            s.acceptor = self.server.new_acceptor()
-            challenge = s.acceptor.challenge(ntlm_msg)
-            if s.spnego:
-                return Status.MORE_PROCESSING_REQUIRED, spnego.neg_token_resp(
-                    spnego.ACCEPT_INCOMPLETE, challenge, supported_mech=spnego.NTLMSSP_OID)
-            return Status.MORE_PROCESSING_REQUIRED, challenge
-        if mtype != ntlmssp.AUTHENTICATE or s.acceptor is None or not s.acceptor.challenge_msg:
-            raise ntlmssp.NtlmError("NTLMSSP message out of order")
-        auth = ntlmssp.parse_authenticate(ntlm_msg)
-        acceptor = s.acceptor
-        s.acceptor = None
-        host = self.peer[0]
-        limiter = self.server.limiter
-        if limiter.blocked(host):
-            log.warn("smb: logon from {peer} as {user!r} refused: too many failures",
-                     peer=host, user=auth.user)
-            return Status.LOGON_FAILURE, b""
-        user = self.server.users.lookup(auth.user) if auth.user else None
-        result = acceptor.authenticate(ntlm_msg, auth, user.nt_hash if user else None)
-        if result is None:
-            limiter.failed(host)
-            log.warn("smb: logon failure from {peer} as {user!r}", peer=host, user=auth.user)
-            return Status.LOGON_FAILURE, b""
-        if s.spnego and mic is not None and not result.anonymous:
-            if not s.mech_types_der or not acceptor.verify_mic(s.mech_types_der, mic):
-                limiter.failed(host)
-                log.warn("smb: bad mechListMIC from {peer}", peer=host)
-                return Status.LOGON_FAILURE, b""
-        if result.anonymous:
-            s.anonymous = True
-            s.user = None
-        else:
-            s.user = user
-            s.session_key = result.session_key
-            s.signing_key = signing.signing_key(self.dialect, result.session_key, s.preauth)
-            s.signing_required = bool(self.server.signing_required
-                                      or security_mode & SIGNING_REQUIRED
-                                      or self.client_security_mode & SIGNING_REQUIRED)
-        s.valid = True
-        log.info("smb: session {sid} for {user} from {peer} (dialect {d:#06x}{signed})",
-                 sid=s.id, user=s.name, peer=host, d=self.dialect,
-                 signed=", signed" if s.signing_required else "")
-        if not s.spnego:
-            return Status.SUCCESS, b""
-        out_mic = None
-        if mic is not None and not result.anonymous:
-            out_mic = acceptor.mech_list_mic(s.mech_types_der)
-        return Status.SUCCESS, spnego.neg_token_resp(spnego.ACCEPT_COMPLETED, mic=out_mic)
 
     async def logoff(self, ctx: "Context") -> Reply:
         M.parse_simple(ctx.raw, "LOGOFF")
@@ -623,30 +547,3 @@ _COMMANDS = {
     Command.LOGOFF: Connection.logoff,
     Command.ECHO: Connection.echo,
 }
-
-
-class FailureLimiter:
-    """Counts failed logons per client address; after ``limit`` failures within ``window``
-    seconds every further attempt from that address is refused until the window passes."""
-
-    def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic):
-        self.limit = limit
-        self.window = window
-        self.clock = clock
-        self.failures: dict[str, list[float]] = {}
-
-    def _recent(self, host: str) -> list[float]:
-        now = self.clock()
-        times = [t for t in self.failures.get(host, ()) if now - t < self.window]
-        if times:
-            self.failures[host] = times
-        else:
-            self.failures.pop(host, None)
-        return times
-
-    def blocked(self, host: str) -> bool:
-        return self.limit > 0 and len(self._recent(host)) >= self.limit
-
-    def failed(self, host: str) -> None:
-        self._recent(host)
-        self.failures.setdefault(host, []).append(self.clock())

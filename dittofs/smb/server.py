@@ -13,9 +13,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from dittofs.smb import ntlmssp
-from dittofs.smb.connection import Connection, FailureLimiter
+from dittofs.smb.connection import Connection
 from dittofs.smb.handlers import SmbHandlers
 from dittofs.smb.header import Command, FrameError, FrameReader, frame_header
+from dittofs.smb.sessions import FailureLimiter
 from dittofs.smb.status import Status
 from dittofs.smb.users import UserDirectory
 
@@ -41,6 +42,8 @@ class SmbServer:
         self.limiter = FailureLimiter(failure_limit, failure_window)
         self._session_ids = itertools.count(int.from_bytes(os.urandom(3), "big") << 16 | 1)
         self.handlers = SmbHandlers(self)
+        from dittofs import log as logging_setup
+        self.trace = logging_setup.enabled_for("dittofs.smb", "debug")  # a line per request
         self._names = {int(c): c.name for c in Command}
 
     def new_session_id(self) -> int:

@@ -191,7 +191,7 @@ def test_sighup_reloads_the_log_level(request):
         with NfsClient(srv.port) as c:
             c.mount(b"/export")
         assert "MOUNT3.MNT xid" not in srv.log_text()
-        cfg["server"] = {"log_level": "debug"}
+        cfg = dict(srv.config, server={"log_level": "debug"})
         (srv.dir / "dittofs.yaml").write_text(yaml.safe_dump(cfg))
         srv.proc.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 5
@@ -203,6 +203,16 @@ def test_sighup_reloads_the_log_level(request):
         log = srv.log_text()
         assert "configuration reloaded: log_level=debug" in log
         assert "MOUNT3.MNT xid" in log  # per-call tracing is on now
+        assert re.search(r"MOUNT3\.MNT xid=0x[0-9a-f]+ client=127\.0\.0\.1 uid=0 "
+                         r"status=MNT3_OK", log), log
+        from tests.support.smb import open_file, smb_tree
+        with smb_tree(srv) as (_, _, tree):
+            open_file(tree, "traced.txt").close()
+        time.sleep(0.2)
+        log = srv.log_text()
+        assert re.search(r"SMB2\.CREATE mid=\d+ session=0x[0-9a-f]+ user=alice "
+                         r"client=127\.0\.0\.1 status=0x00000000", log), log
+        assert "aa4e34060a4bd2975bdae707d1fa93c6" not in log  # alice's NT hash
     finally:
         stop_and_check(srv)
 

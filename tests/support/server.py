@@ -36,9 +36,11 @@ def free_port() -> int:
 class ServerProcess:
     """A dittofs server on a free port with a temp data dir and an optional config."""
 
-    def __init__(self, config: dict | None = None) -> None:
+    def __init__(self, config: dict | None = None, root: Path | None = None) -> None:
+        """``root``: the directory for data, config and log (default: a new temp dir)."""
         self.tmp = tempfile.TemporaryDirectory(prefix="dittofs-test-")
-        self.dir = Path(self.tmp.name)
+        self.dir = Path(self.tmp.name) if root is None else root
+        self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.smb_port = free_port()
         if config is not None:  # None: start with no configuration file at all

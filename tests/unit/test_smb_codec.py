@@ -17,10 +17,11 @@ from dittofs.runtime.shares import ShareTable
 from dittofs.smb import messages as M
 from dittofs.smb import ntlmssp, signing
 from dittofs.smb import spnego as sp
-from dittofs.smb.connection import Connection, Disconnect, Session
+from dittofs.smb.connection import Connection, Disconnect
 from dittofs.smb.header import HeaderError
 from dittofs.smb.ntlm_crypto import client_blob, nt_hash, nt_proof, ntowf_v2
 from dittofs.smb.server import SmbServer
+from dittofs.smb.sessions import Session, auth_step
 from dittofs.smb.srvsvc import NDR32, SRVSVC, ShareInfo, SrvsvcPipe
 from dittofs.smb.status import Status
 from dittofs.smb.users import User, UserDirectory
@@ -109,9 +110,9 @@ def test_spnego_handshake_with_pyspnego_client_and_mech_list_mic():
     conn.dialect = 0x0302
     client = spnego.client("alice", "Alice-pw-1", hostname="server", protocol="negotiate")
     s = Session(1)
-    status, token = conn._auth_step(s, client.step(), 0)
+    status, token = auth_step(conn, s, client.step(), 0)
     assert status == Status.MORE_PROCESSING_REQUIRED
-    status, token = conn._auth_step(s, client.step(token), 0)
+    status, token = auth_step(conn, s, client.step(token), 0)
     assert status == Status.SUCCESS and s.valid and s.user.name == "alice"
     client.step(token)  # verifies the server's mechListMIC; raises if wrong
     assert client.complete
@@ -126,8 +127,8 @@ def test_spnego_wrong_password_is_logon_failure():
     conn = make_connection()
     client = spnego.client("alice", "wrong", hostname="server", protocol="negotiate")
     s = Session(1)
-    status, token = conn._auth_step(s, client.step(), 0)
-    status, token = conn._auth_step(s, client.step(token), 0)
+    status, token = auth_step(conn, s, client.step(), 0)
+    status, token = auth_step(conn, s, client.step(token), 0)
     assert status == Status.LOGON_FAILURE and not s.valid
 
 
@@ -135,9 +136,9 @@ def test_raw_ntlmssp_as_the_linux_kernel_sends_it():
     conn = make_connection()
     client = spnego.client("alice", "Alice-pw-1", hostname="server", protocol="ntlm")
     s = Session(1)
-    status, token = conn._auth_step(s, client.step(), 0)
+    status, token = auth_step(conn, s, client.step(), 0)
     assert status == Status.MORE_PROCESSING_REQUIRED and token[:8] == b"NTLMSSP\x00"
-    status, token = conn._auth_step(s, client.step(token), 0)
+    status, token = auth_step(conn, s, client.step(token), 0)
     assert status == Status.SUCCESS and token == b"" and s.session_key == client.session_key
 
 
