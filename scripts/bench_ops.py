@@ -59,7 +59,7 @@ class Smb:
         from smbprotocol.connection import Connection
         from smbprotocol.session import Session
         from smbprotocol.tree import TreeConnect
-        self.conn = Connection(uuid.uuid4(), host, port, require_signing=False)
+        self.conn = Connection(uuid.uuid4(), host, port, require_signing=True)
         self.conn.connect(timeout=30)
         self.session = Session(self.conn, user, password, require_encryption=False)
         self.session.connect()

@@ -163,14 +163,18 @@ LOG {{ Default_Log_Level = WARN; }}
         # port 111 private in its own network namespace (it registers over the Unix socket).
         Path("/run/rpcbind").mkdir(parents=True, exist_ok=True)
         self.rpcbind = None
-        if not Path("/run/rpcbind.sock").exists():
+        if not _rpcbind_answers():
+            Path("/run/rpcbind.sock").unlink(missing_ok=True)  # stale, from a dead rpcbind
             self.rpcbind = subprocess.Popen(["unshare", "--net", "rpcbind", "-f", "-w"],
                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(0.5)
+            deadline = time.monotonic() + 10
+            while not _rpcbind_answers() and time.monotonic() < deadline:
+                time.sleep(0.1)
         self.log = self.dir / "ganesha.log"
         self.proc = subprocess.Popen(["ganesha.nfsd", "-F", "-f", str(conf), "-L",
                                       str(self.log), "-p", str(self.dir / "ganesha.pid")],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
         self.pid = self.proc.pid
         _wait_port(port, self.proc, self.log)
         _wait_port(mport, self.proc, self.log)
@@ -218,8 +222,10 @@ class Samba(Server):
   read only = no
 """)
         sh("smbpasswd", "-c", str(conf), "-s", "-a", "root", input=f"{PASSWORD}\n{PASSWORD}\n")
+        # Its own session: smbd signals its whole process group when it stops.
         self.proc = subprocess.Popen(["smbd", "-F", "--no-process-group", "-s", str(conf)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
         self.pid = self.proc.pid
         _wait_port(port, self.proc, d / "log" / "smbd.log")
         self.smb = ("127.0.0.1", port, "bench")
@@ -242,6 +248,16 @@ class LocalDisk(Server):
         self.root = base / "local"
         self.root.mkdir()
         self.pid = 0
+
+
+def _rpcbind_answers() -> bool:
+    import socket
+    try:
+        with socket.socket(socket.AF_UNIX) as so:
+            so.connect("/run/rpcbind.sock")
+        return True
+    except OSError:
+        return False
 
 
 def _wait_port(port: int, proc: subprocess.Popen, log: Path, limit: float = 30) -> None:
@@ -386,7 +402,7 @@ def fmt(v: float) -> str:
 
 def table(proto: str, title: str, results: dict, servers: list[str], peer: str,
           sizes: Sizes) -> str:
-    width = 38
+    width = 46
     lines = [f"== {title}", f"{'workload':<{width}}" + "".join(f"{s:>24}" for s in servers)
              + f"{'ours/' + peer:>14}"]
     for row, unit, higher in ROWS:

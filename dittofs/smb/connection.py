@@ -266,6 +266,10 @@ class Connection:
                     raise SmbError(Status.USER_SESSION_DELETED)
                 ctx.session = s
                 self._check_signature(ctx)
+                if (hdr.command == Command.TREE_CONNECT and self.dialect == 0x0311
+                        and s.signing_key and not ctx.signed):
+                    # MS-SMB2 3.3.5.7: a 3.1.1 client proves the session key here.
+                    raise Disconnect("unsigned TREE_CONNECT on an authenticated 3.1.1 session")
                 if hdr.command not in _TREELESS:
                     tree = s.trees.get(tree_id)
                     if tree is None:

@@ -48,11 +48,12 @@ def test_share_that_requires_signing(srv):
         f = open_file(tree, "signed-only.txt")
         f.write(b"ok", 0)
         f.close()
-    from smbprotocol.connection import Connection
+    from smbprotocol.connection import Connection, Dialects
     from smbprotocol.session import Session
     from smbprotocol.tree import TreeConnect
+    # 3.0.2: at 3.1.1 every client must sign its TREE_CONNECT anyway (MS-SMB2 3.3.5.7)
     conn = Connection(uuid.uuid4(), "127.0.0.1", srv.smb_port, require_signing=False)
-    conn.connect(timeout=10)
+    conn.connect(dialect=Dialects.SMB_3_0_2, timeout=10)
     try:
         session = Session(conn, "alice", PASSWORDS["alice"], require_encryption=False)
         session.connect()

@@ -187,3 +187,25 @@ def test_garbage_from_many_connections(srv):
     for c in conns:
         c.close()
     still_serving(srv)
+
+
+def test_unsigned_tree_connect_at_311_closes(srv):
+    """MS-SMB2 3.3.5.7: on an authenticated 3.1.1 session the TREE_CONNECT must be signed."""
+    import uuid
+
+    from smbprotocol.connection import Connection, Dialects
+    from smbprotocol.exceptions import SMBConnectionClosed
+    from smbprotocol.session import Session
+    from smbprotocol.tree import TreeConnect
+
+    from tests.support.server import PASSWORDS
+    conn = Connection(uuid.uuid4(), "127.0.0.1", srv.smb_port, require_signing=False)
+    conn.connect(dialect=Dialects.SMB_3_1_1, timeout=10)
+    try:
+        session = Session(conn, "alice", PASSWORDS["alice"], require_encryption=False)
+        session.connect()
+        with pytest.raises((SMBConnectionClosed, SMBResponseException, OSError)):
+            TreeConnect(session, r"\\127.0.0.1\export").connect()
+    finally:
+        conn.disconnect(False)
+    still_serving(srv)

@@ -32,7 +32,7 @@ def smbclient_list(srv, *options: str, user: str = "alice") -> subprocess.Comple
 
 
 @contextmanager
-def smb_tree(srv, user: str = "alice", dialect: int | None = None, signing: bool = False,
+def smb_tree(srv, user: str = "alice", dialect: int | None = None, signing: bool = True,
              share: str = "export"):
     """(connection, session, tree) of smbprotocol on ``srv``; disconnected on exit."""
     from smbprotocol.connection import Connection
