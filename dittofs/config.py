@@ -74,6 +74,21 @@ class SmbConfig:
 
 
 @dataclass(frozen=True)
+class ApiConfig:
+    """The control plane: users and shares in a database, managed over a REST API."""
+
+    enabled: bool = False
+    bind: str = "127.0.0.1"
+    port: int = 8080
+    database_url: str = ""  # default: sqlite:///<data_dir>/control.db; or postgresql://...
+    jwt_secret: str = ""  # at least 32 bytes; default: generated once, kept in data_dir
+    access_ttl: int = 900  # seconds an access token is valid
+    refresh_ttl: int = 86400
+    login_failure_limit: int = 5  # failed logins per client address before 429 ...
+    login_failure_window: int = 60  # ... for this many seconds
+
+
+@dataclass(frozen=True)
 class UserConfig:
     """An SMB user until the control plane keeps them: the NT hash, never a password."""
 
@@ -122,6 +137,7 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     nfs: NfsConfig = field(default_factory=NfsConfig)
     smb: SmbConfig = field(default_factory=SmbConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     tracing: TracingConfig = field(default_factory=TracingConfig)
     # The embedded default: metadata in LMDB and content in files, both under data_dir.
@@ -249,6 +265,10 @@ def validate(cfg: Config) -> Config:
     if not 0.0 <= rate <= 1.0:
         raise ConfigError(f"tracing.sample_rate: {cfg.tracing.sample_rate!r} is not a number "
                           "from 0 to 1")
+    if cfg.api.jwt_secret and len(cfg.api.jwt_secret.encode()) < 32:
+        raise ConfigError("api.jwt_secret: must be at least 32 bytes")
+    if not 0 <= cfg.api.port <= 65535:
+        raise ConfigError(f"api.port: {cfg.api.port} is not a TCP port")
     if not 0 <= cfg.smb.port <= 65535:
         raise ConfigError(f"smb.port: {cfg.smb.port} is not a TCP port")
     if not 64 * 1024 <= cfg.smb.max_io <= 8 * 1024 * 1024:

@@ -56,6 +56,8 @@ def secrets_of(config: Any) -> set[str]:
             url = str(st.options.get("url") or "")
             if "@" in url and ":" in url.split("@", 1)[0].split("//", 1)[-1]:
                 out.add(url.split("@", 1)[0].split("//", 1)[-1].split(":", 1)[1])
+    if getattr(config, "api", None) is not None and config.api.jwt_secret:
+        out.add(config.api.jwt_secret)
     for user in getattr(config, "users", ()):
         if user.nt_hash:
             out.add(user.nt_hash)

@@ -69,6 +69,9 @@ def makeService(options: Any) -> Any:
     if cfg.smb.enabled:
         from dittofs.smb.adapter import SmbAdapter
         SmbAdapter(runtime).setServiceParent(runtime)
+    if cfg.api.enabled:
+        from dittofs.control.service import ControlPlane
+        ControlPlane(runtime).setServiceParent(runtime)
     if cfg.metrics.enabled:
         from dittofs.metrics_service import MetricsService
         MetricsService(runtime, cfg.metrics.bind, cfg.metrics.port).setServiceParent(runtime)

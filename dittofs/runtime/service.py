@@ -70,6 +70,8 @@ class Runtime(MultiService):
         self.metadata = MetadataService()
         self.registry = StoreRegistry(config, self.metrics)
         self.handles = HandleCodec(load_handle_key(config.data_path))
+        from dittofs.smb.users import UserDirectory
+        self.users = UserDirectory.from_config(config)  # SMB users; the control plane adds
         # Open every store now, before the reactor runs, so that one that cannot open
         # stops start-up with a message naming it.
         for sc in config.shares:
@@ -88,24 +90,44 @@ class Runtime(MultiService):
     async def _prepare(self) -> None:
         await self.registry.start()
         for sc in self.config.shares:
-            share = Share(
-                name=sc.name, sid=share_id(sc.name),
-                store=self.registry.metadata_store(sc.metadata_store),
-                payload=self.registry.payload_service(sc.block_store, sc.metadata_store),
-                durability=sc.durability, read_only=sc.read_only, root_squash=sc.root_squash,
-                all_squash=sc.all_squash,
-                anon_uid=sc.anon_uid, anon_gid=sc.anon_gid, networks=sc.networks(),
-                guest_ok=sc.guest_ok, smb_signing_required=sc.smb_signing_required)
-            share.root_id = await self.metadata.ensure_root(share, sc.root.uid, sc.root.gid,
-                                                            sc.root.mode)
-            self.shares.add(share)
-            if (self.config.metadata_stores[sc.metadata_store].type != "memory"
-                    and self.config.block_stores[sc.block_store].type == "memory"):
-                log.warn("share {name}: metadata is persistent but file content is kept in "
-                         "memory (block store {bs!r}) and will read as zeros after a restart",
-                         name=sc.name, bs=sc.block_store)
-            log.info("share {name} on metadata store {ms!r} and block store {bs!r}",
-                     name=sc.name, ms=sc.metadata_store, bs=sc.block_store)
+            await self.add_share(sc)
+
+    async def add_share(self, sc: Any) -> Share:
+        """Serve ``sc`` (a ShareConfig on declared stores) from now on, over every adapter."""
+        if sc.name in self.shares.by_name:
+            raise ValueError(f"share {sc.name} exists")
+        if sc.metadata_store not in self.config.metadata_stores:
+            raise ValueError(f"no metadata store named {sc.metadata_store!r}")
+        if sc.block_store not in self.config.block_stores:
+            raise ValueError(f"no block store named {sc.block_store!r}")
+        started = (sc.block_store, sc.metadata_store) in self.registry.payload
+        payload = self.registry.payload_service(sc.block_store, sc.metadata_store)
+        if not started and self.running:
+            await payload.start()
+        share = Share(
+            name=sc.name, sid=share_id(sc.name),
+            store=self.registry.metadata_store(sc.metadata_store), payload=payload,
+            durability=sc.durability, read_only=sc.read_only, root_squash=sc.root_squash,
+            all_squash=sc.all_squash,
+            anon_uid=sc.anon_uid, anon_gid=sc.anon_gid, networks=sc.networks(),
+            guest_ok=sc.guest_ok, smb_signing_required=sc.smb_signing_required)
+        share.root_id = await self.metadata.ensure_root(share, sc.root.uid, sc.root.gid,
+                                                        sc.root.mode)
+        self.shares.add(share)
+        if (self.config.metadata_stores[sc.metadata_store].type != "memory"
+                and self.config.block_stores[sc.block_store].type == "memory"):
+            log.warn("share {name}: metadata is persistent but file content is kept in "
+                     "memory (block store {bs!r}) and will read as zeros after a restart",
+                     name=sc.name, bs=sc.block_store)
+        log.info("share {name} on metadata store {ms!r} and block store {bs!r}",
+                 name=sc.name, ms=sc.metadata_store, bs=sc.block_store)
+        return share
+
+    def remove_share(self, name: str) -> None:
+        """Stop serving ``name``: new mounts and tree connects are refused, and handles of
+        it become stale.  Its files stay in the stores."""
+        self.shares.remove(name)
+        log.info("share {name} removed", name=name)
 
     def _start_children(self) -> None:
         for child in self:

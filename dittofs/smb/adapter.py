@@ -10,7 +10,6 @@ from twisted.logger import Logger
 
 from dittofs.smb.header import DEFAULT_MAX_MESSAGE
 from dittofs.smb.server import SmbFactory, SmbServer
-from dittofs.smb.users import UserDirectory
 
 log = Logger(namespace="dittofs.smb")
 
@@ -36,7 +35,7 @@ class SmbAdapter(Service):
     def startService(self) -> None:
         super().startService()
         c = self.cfg
-        self.server = SmbServer(self.runtime, UserDirectory.from_config(self.runtime.config),
+        self.server = SmbServer(self.runtime, self.runtime.users,
                                 c.signing_required, c.max_io, c.server_name, c.domain,
                                 c.login_failure_limit, c.login_failure_window)
         self.factory = SmbFactory(self.server, max(DEFAULT_MAX_MESSAGE, c.max_io + 65536))

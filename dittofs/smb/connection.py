@@ -272,8 +272,9 @@ class Connection:
                     raise Disconnect("unsigned TREE_CONNECT on an authenticated 3.1.1 session")
                 if hdr.command not in _TREELESS:
                     tree = s.trees.get(tree_id)
-                    if tree is None:
-                        raise SmbError(Status.NETWORK_NAME_DELETED)
+                    if tree is None or (tree.share is not None and self.server.runtime.shares
+                                        .by_name.get(tree.share.name) is not tree.share):
+                        raise SmbError(Status.NETWORK_NAME_DELETED)  # or the share was removed
                     ctx.tree = tree
                     if tree.signing_required and not ctx.signed:
                         raise SmbError(Status.ACCESS_DENIED, "the share requires signing")

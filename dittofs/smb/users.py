@@ -28,3 +28,7 @@ class UserDirectory:
 
     def lookup(self, name: str) -> User | None:
         return self.by_name.get(name.lower())
+
+    def replace(self, users: list[User]) -> None:
+        """Swap in a new set of users (the control plane after a change)."""
+        self.by_name = {u.name.lower(): u for u in users}

@@ -36,8 +36,11 @@ def free_port() -> int:
 class ServerProcess:
     """A dittofs server on a free port with a temp data dir and an optional config."""
 
-    def __init__(self, config: dict | None = None, root: Path | None = None) -> None:
-        """``root``: the directory for data, config and log (default: a new temp dir)."""
+    def __init__(self, config: dict | None = None, root: Path | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        """``root``: the directory for data, config and log (default: a new temp dir);
+        ``env``: extra environment variables for the server."""
+        self.extra_env = dict(env or {})
         self.tmp = tempfile.TemporaryDirectory(prefix="dittofs-test-")
         self.dir = Path(self.tmp.name) if root is None else root
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -61,6 +64,7 @@ class ServerProcess:
             cfg.write_text(yaml.safe_dump(self.config))
             args += ["--config", str(cfg)]
         env = {k: v for k, v in os.environ.items() if not k.startswith("DITTOFS_")}
+        env.update(self.extra_env)
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(args, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
                                      env=env)

@@ -1,0 +1,90 @@
+"""The OpenAPI 3.1 document of the REST API (a test checks it against the Klein routes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_ERR = {"description": "error", "content": {"application/json": {"schema": {
+    "$ref": "#/components/schemas/Error"}}}}
+_OBJ = {"type": "object"}
+
+
+def _op(summary: str, auth: bool = True, body: dict | None = None, ok: str = "200",
+        params: tuple[str, ...] = ()) -> dict:
+    op: dict[str, Any] = {"summary": summary,
+                          "responses": {ok: {"description": "ok"}, "default": _ERR}}
+    if ok != "204":
+        op["responses"][ok]["content"] = {"application/json": {"schema": _OBJ}}
+    if not auth:
+        op["security"] = []
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": {"application/json": {
+            "schema": body}}}
+    if params:
+        op["parameters"] = [{"name": p, "in": "path", "required": True,
+                             "schema": {"type": "string", "maxLength": 255}} for p in params]
+    return op
+
+
+def _props(required: list[str], **props: dict) -> dict:
+    return {"type": "object", "required": required, "properties": props,
+            "additionalProperties": True}
+
+
+S = {"type": "string", "maxLength": 1024}
+I = {"type": "integer", "minimum": 0, "maximum": 4294967295}
+B = {"type": "boolean"}
+
+PATHS = {
+    "/api/v1/health": {"get": _op("Liveness", auth=False)},
+    "/api/v1/health/ready": {"get": _op("Readiness (the database answers)", auth=False)},
+    "/api/v1/auth/login": {"post": _op("Log in: access and refresh tokens", auth=False,
+                                       body=_props(["username", "password"], username=S,
+                                                   password=S))},
+    "/api/v1/auth/refresh": {"post": _op("New tokens from a refresh token", auth=False,
+                                         body=_props(["refresh_token"], refresh_token=S))},
+    "/api/v1/users": {
+        "get": _op("List users (admin)"),
+        "post": _op("Create a user (admin)", ok="201", body=_props(
+            ["name", "password", "uid"], name=S, password=S, uid=I, gid=I, is_admin=B))},
+    "/api/v1/users/{name}": {
+        "get": _op("One user (admin, or the user)", params=("name",)),
+        "delete": _op("Delete a user (admin)", ok="204", params=("name",))},
+    "/api/v1/users/{name}/password": {
+        "post": _op("Change a password (the user with the old one, or an admin)", ok="204",
+                    params=("name",), body=_props(["new_password"], new_password=S,
+                                                  old_password=S))},
+    "/api/v1/groups": {
+        "get": _op("List groups with members (admin)"),
+        "post": _op("Create a group (admin)", ok="201", body=_props(["name", "gid"], name=S,
+                                                                   gid=I))},
+    "/api/v1/groups/{group}/members/{user}": {
+        "put": _op("Add a member (admin)", ok="204", params=("group", "user")),
+        "delete": _op("Remove a member (admin)", ok="204", params=("group", "user"))},
+    "/api/v1/shares": {
+        "get": _op("List shares"),
+        "post": _op("Create a share, served at once over NFS and SMB (admin)", ok="201",
+                    body=_props(["name"], name=S, metadata_store=S, block_store=S,
+                                durability=S, read_only=B, root_squash=B, all_squash=B,
+                                anon_uid=I, anon_gid=I, guest_ok=B, smb_signing_required=B))},
+    "/api/v1/shares/{name}": {
+        "delete": _op("Stop serving a share created through the API (admin)", ok="204",
+                      params=("name",))},
+    "/api/v1/openapi.json": {"get": _op("This document", auth=False)},
+}
+
+
+def document() -> dict:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "dittofs control API", "version": "1"},
+        "paths": PATHS,
+        "security": [{"bearer": []}],
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                           "bearerFormat": "JWT"}},
+            "schemas": {"Error": {"type": "object", "properties": {"error": {
+                "type": "object", "properties": {"status": {"type": "integer"},
+                                                 "message": {"type": "string"}}}}}},
+        },
+    }

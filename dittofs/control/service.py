@@ -1,0 +1,163 @@
+"""ControlPlane: the control-plane database behind the running server.  At start it
+migrates the schema, creates the first admin, and feeds the runtime what the database
+holds (SMB users, shares); the REST API changes both the database and the runtime."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from twisted.application.service import Service
+from twisted.internet import defer, endpoints
+from twisted.logger import Logger
+
+from dittofs.control import auth
+from dittofs.control import models as m
+from dittofs.control.db import Database, default_url
+from dittofs.smb.users import User as SmbUser
+
+log = Logger(namespace="dittofs.control")
+ADMIN_ENV = "DITTOFS_ADMIN_INITIAL_PASSWORD"
+
+
+def jwt_secret(cfg: Any, data_dir: Path) -> bytes:
+    """The configured secret, or one generated once and kept (0600) in the data dir."""
+    if cfg.api.jwt_secret:
+        return cfg.api.jwt_secret.encode()
+    path = data_dir / "jwt.secret"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(os.urandom(48).hex().encode())
+    return path.read_bytes().strip()
+
+
+class ControlPlane(Service):
+    name = "control"
+
+    def __init__(self, runtime: Any, reactor: Any = None) -> None:
+        self.runtime = runtime
+        cfg = runtime.config
+        self.cfg = cfg.api
+        self.db = Database(cfg.api.database_url or default_url(cfg.data_path))
+        self.tokens = auth.Tokens(jwt_secret(cfg, cfg.data_path), cfg.api.access_ttl,
+                                  cfg.api.refresh_ttl)
+        self.config_users = list(runtime.users.by_name.values())
+        self.listening: Any = None
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+            reactor = default_reactor
+        self.reactor = reactor
+        self.ready = False
+
+    def startService(self) -> None:
+        super().startService()
+        d = defer.ensureDeferred(self._start())
+        d.addErrback(self._failed)
+
+    def _failed(self, failure: Any) -> None:
+        log.failure("control plane failed to start", failure)
+        self.reactor.stop()
+
+    async def _start(self) -> None:
+        await self.db.migrate()
+        await self.db.run(self._record_config_stores)
+        await self.bootstrap_admin()
+        await self.refresh_users()
+        await self.load_shares()
+        from twisted.web.server import Site
+
+        from dittofs.control.api import Api
+        self.api = Api(self)
+        interface = self.cfg.bind.replace(":", "\\:")
+        ep = endpoints.serverFromString(self.reactor, f"tcp:{self.cfg.port}:interface={interface}")
+        self.listening = await ep.listen(Site(self.api.app.resource()))
+        host = self.listening.getHost()
+        self.ready = True
+        log.info("control API listening on http://{host}:{port}/api/v1", host=host.host,
+                 port=host.port)
+
+    def _record_config_stores(self, s: Any) -> None:
+        """The stores of the configuration file get rows (type only: their options, secrets
+        included, stay in the file) so that shares in the database can name them."""
+        cfg = self.runtime.config
+        for model, stores in ((m.MetadataStore, cfg.metadata_stores),
+                              (m.BlockStore, cfg.block_stores)):
+            for name, st in stores.items():
+                row = s.get(model, name)
+                if row is None:
+                    s.add(model(name=name, type=st.type, options={"source": "config"}))
+                else:
+                    row.type = st.type
+
+    async def bootstrap_admin(self) -> None:
+        def count(s: Any) -> int:
+            return len(s.scalars(select(m.User.id).limit(1)).all())
+        if await self.db.run(count):
+            return
+        password = os.environ.get(ADMIN_ENV)
+        generated = not password
+        if generated:
+            password = auth.generate_password()
+        pw_hash, nt = await self.db.pool.run(auth.hash_password, password)
+
+        def add(s: Any) -> None:
+            s.add(m.User(name="admin", uid=0, gid=0, password_hash=pw_hash, nt_hash=nt,
+                         is_admin=True, must_change_password=generated))
+        await self.db.run(add)
+        if not generated:
+            log.info("admin user created with the password from {env}", env=ADMIN_ENV)
+        elif sys.stderr.isatty():
+            sys.stderr.write(f"\ndittofs: admin password (shown once, change it at first "
+                             f"login): {password}\n\n")
+        else:
+            path = self.runtime.config.data_path / "initial-admin-password"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(password + "\n")
+            log.warn("admin user created with a generated password, written to {path} "
+                     "(mode 0600); it must be changed at first login", path=str(path))
+
+    async def refresh_users(self) -> None:
+        """SMB users: those of the configuration file, then those of the database."""
+        def load(s: Any) -> list[SmbUser]:
+            groups: dict[int, list[int]] = {}
+            for uid, gid in s.execute(select(m.Membership.user_id, m.Group.gid).join(
+                    m.Group, m.Group.id == m.Membership.group_id)):
+                groups.setdefault(uid, []).append(gid)
+            return [SmbUser(u.name, u.uid, u.gid, tuple(groups.get(u.id, ())),
+                            bytes.fromhex(u.nt_hash)) for u in s.scalars(select(m.User))]
+        users = await self.db.run(load)
+        names = {u.name.lower() for u in users}
+        self.runtime.users.replace(
+            [u for u in self.config_users if u.name.lower() not in names] + users)
+
+    async def load_shares(self) -> None:
+        rows = await self.db.run(lambda s: list(s.scalars(select(m.Share))))
+        for row in rows:
+            if row.name not in self.runtime.shares.by_name:
+                try:
+                    await self.runtime.add_share(share_config(row))
+                except ValueError as e:
+                    log.error("share {name} from the database not served: {err}",
+                              name=row.name, err=str(e))
+
+    @defer.inlineCallbacks
+    def stopService(self) -> Any:
+        super().stopService()
+        if self.listening is not None:
+            yield self.listening.stopListening()
+        self.db.close()
+
+
+def share_config(row: m.Share) -> Any:
+    from dittofs.config import ShareConfig, _convert
+    data = dict(row.options or {})
+    data.update(name=row.name, metadata_store=row.metadata_store, block_store=row.block_store)
+    return _convert("share", ShareConfig, data)
+
+

@@ -1,0 +1,247 @@
+"""The control plane over real HTTP against the running server, on SQLite and on a real
+PostgreSQL: login/refresh, users and groups, shares created and removed live and seen by
+real NFS and SMB clients, security of every route, and the OpenAPI document."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+import jwt
+import pytest
+
+from tests.integration.conftest import HAVE_LIBNFS, stop_and_check
+from tests.support.server import ServerProcess, free_port
+from tests.support.smb import HAVE_SMBCLIENT
+
+pytestmark = pytest.mark.integration
+ADMIN_PW = "Admin-pw-123"
+SECRET = "s" * 40
+
+
+class Http:
+    def __init__(self, port: int) -> None:
+        self.base = f"http://127.0.0.1:{port}/api/v1"
+        self.token: str | None = None
+
+    def call(self, method: str, path: str, body=None, token: str | None = None,
+             raw: bytes | None = None) -> tuple[int, object]:
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None
+                                            else None)
+        req = urllib.request.Request(self.base + path, data=data, method=method)
+        tok = token if token is not None else self.token
+        if tok:
+            req.add_header("Authorization", f"Bearer {tok}")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                text = r.read()
+                return r.status, json.loads(text) if text else None
+        except urllib.error.HTTPError as e:
+            text = e.read()
+            return e.code, json.loads(text) if text else None
+
+    def login(self, user: str, password: str) -> dict:
+        st, body = self.call("POST", "/auth/login", {"username": user, "password": password},
+                             token="")
+        assert st == 200, body
+        self.token = body["access_token"]
+        return body
+
+
+def start(request, db: str, limit: int = 5) -> tuple[ServerProcess, Http]:
+    port = free_port()
+    api = {"enabled": True, "port": port, "jwt_secret": SECRET, "login_failure_limit": limit}
+    if db == "postgres":
+        pg = request.getfixturevalue("postgres")
+        schema = "cp_" + uuid.uuid4().hex[:8]
+        import psycopg
+        with psycopg.connect(pg.url.replace("+psycopg", ""), autocommit=True) as conn:
+            conn.execute(f"create schema {schema}")
+        api["database_url"] = pg.url + ("&" if "?" in pg.url else "?") + \
+            f"options=-csearch_path%3D{schema}"
+    cfg = {"metadata_stores": {"default": {"type": "memory"}},
+           "block_stores": {"default": {"type": "memory"}}, "api": api}
+    srv = ServerProcess(cfg, env={"DITTOFS_ADMIN_INITIAL_PASSWORD": ADMIN_PW})
+    srv.start()
+    deadline = time.monotonic() + 30
+    http = Http(port)
+    while time.monotonic() < deadline:
+        try:
+            if http.call("GET", "/health/ready", token="")[0] == 200:
+                return srv, http
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(srv.log_text())
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def api(request):
+    srv, http = start(request, request.param)
+    yield srv, http
+    stop_and_check(srv)
+
+
+def test_health_login_refresh(api):
+    srv, http = api
+    assert http.call("GET", "/health", token="") == (200, {"status": "ok"})
+    body = http.login("admin", ADMIN_PW)
+    assert body["token_type"] == "Bearer" and body["must_change_password"] is False
+    st, fresh = http.call("POST", "/auth/refresh", {"refresh_token": body["refresh_token"]},
+                          token="")
+    assert st == 200 and fresh["access_token"]
+    # an access token is not a refresh token, and the reverse
+    assert http.call("POST", "/auth/refresh", {"refresh_token": body["access_token"]},
+                     token="")[0] == 401
+    assert http.call("GET", "/users", token=body["refresh_token"])[0] == 401
+    st, err = http.call("POST", "/auth/login", {"username": "admin", "password": "nope"},
+                        token="")
+    assert st == 401 and err == {"error": {"status": 401,
+                                           "message": "wrong user name or password"}}
+
+
+def test_users_groups_and_admin_only_routes(api):
+    srv, http = api
+    http.login("admin", ADMIN_PW)
+    st, user = http.call("POST", "/users", {"name": "dave", "password": "Dave-pw-12",
+                                            "uid": 3000})
+    assert st == 201 and user == {"name": "dave", "uid": 3000, "gid": 3000, "is_admin": False,
+                                  "must_change_password": False}
+    assert http.call("POST", "/users", {"name": "dave", "password": "Dave-pw-12",
+                                        "uid": 3001})[0] == 409
+    assert http.call("POST", "/groups", {"name": "eng", "gid": 4000})[0] == 201
+    assert http.call("PUT", "/groups/eng/members/dave")[0] == 204
+    st, groups = http.call("GET", "/groups")
+    assert {"name": "eng", "gid": 4000, "members": ["dave"]} in groups
+    dave = Http(int(http.base.split(":")[2].split("/")[0]))
+    dave.login("dave", "Dave-pw-12")
+    assert dave.call("GET", "/users")[0] == 403
+    assert dave.call("POST", "/shares", {"name": "/x"})[0] == 403
+    assert dave.call("GET", "/users/dave")[0] == 200
+    assert dave.call("GET", "/users/admin")[0] == 403
+    assert dave.call("POST", "/users/dave/password", {"old_password": "wrong-one",
+                                                      "new_password": "Dave-pw-34"})[0] == 403
+    assert dave.call("POST", "/users/dave/password", {"old_password": "Dave-pw-12",
+                                                      "new_password": "Dave-pw-34"})[0] == 204
+    dave.login("dave", "Dave-pw-34")
+    assert http.call("DELETE", "/users/dave")[0] == 204
+    assert http.call("GET", "/users/dave")[0] == 404
+
+
+def test_every_route_refuses_bad_tokens(api):
+    srv, http = api
+    good = http.login("admin", ADMIN_PW)["access_token"]
+    head, payload, sig = good.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    tampered_claims = base64.urlsafe_b64encode(json.dumps(
+        {**claims, "sub": "someone", "adm": True}).encode()).rstrip(b"=").decode()
+    tampered = f"{head}.{tampered_claims}.{sig}"
+    expired = jwt.encode({**claims, "exp": int(time.time()) - 10}, SECRET, algorithm="HS256")
+    none_alg = jwt.encode({**claims}, None, algorithm="none")
+    other_key = jwt.encode(claims, "k" * 40, algorithm="HS256")
+    hs512 = jwt.encode(claims, SECRET * 2, algorithm="HS512")
+    from dittofs.control.openapi import PATHS
+    for path, ops in PATHS.items():
+        for method, op in ops.items():
+            if op.get("security") == []:
+                continue
+            concrete = path.removeprefix("/api/v1").replace("{name}", "admin").replace("{group}", "g").replace(
+                "{user}", "admin")
+            for bad in ("", "garbage", tampered, expired, none_alg, other_key, hs512):
+                st, body = http.call(method.upper(), concrete, {}, token=bad or "")
+                assert st == 401, (method, concrete, bad[:20], st, body)
+                assert body["error"]["status"] == 401
+
+
+def test_bad_input_is_400_not_500(api):
+    srv, http = api
+    http.login("admin", ADMIN_PW)
+    for name in ("x'; drop table users; --", "a" * 200, "", "../etc", "1abc"):
+        st, body = http.call("POST", "/users", {"name": name, "password": "Pw-long-enough",
+                                                "uid": 5})
+        assert st == 400, (name, body)
+    assert http.call("POST", "/users", {"name": "ok", "password": "Pw-long-enough",
+                                        "uid": -1})[0] == 400
+    assert http.call("POST", "/users", {"name": "ok", "password": 5, "uid": 1})[0] == 400
+    assert http.call("POST", "/shares", {"name": "/a/../b"})[0] == 400
+    assert http.call("POST", "/users", raw=b"{not json")[0] == 400
+    assert http.call("POST", "/users", raw=b"[1, 2]")[0] == 400
+    assert http.call("POST", "/users", raw=b"{" + b" " * 70000 + b"}")[0] == 413
+    st, users = http.call("GET", "/users")
+    assert st == 200 and [u["name"] for u in users] == ["admin"]
+
+
+def test_openapi_document_matches_the_routes(api):
+    srv, http = api
+    st, doc = http.call("GET", "/openapi.json", token="")
+    assert st == 200 and doc["openapi"].startswith("3.")
+    from dittofs.control.api import Api
+    served = set()
+    for rule in Api.app.url_map.iter_rules():
+        path = rule.rule.replace("<path:name>", "{name}")
+        for arg in ("name", "group", "user"):
+            path = path.replace(f"<{arg}>", "{" + arg + "}")
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            served.add((path, method.lower()))
+    documented = {(p, m) for p, ops in doc["paths"].items() for m in ops}
+    assert served == documented
+
+
+def test_shares_live_with_real_clients_and_persisted(request, api):
+    srv, http = api
+    http.login("admin", ADMIN_PW)
+    assert http.call("POST", "/users", {"name": "erin", "password": "Erin-pw-12",
+                                        "uid": 2500})[0] == 201
+    st, share = http.call("POST", "/shares", {"name": "/team", "root_squash": False})
+    assert st == 201, share
+    if HAVE_SMBCLIENT:
+        r = subprocess.run(["smbclient", "//127.0.0.1/team", "-p", str(srv.smb_port), "-U",
+                            "erin%Erin-pw-12", "-c", "mkdir made-by-erin"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
+    if HAVE_SMBCLIENT and HAVE_LIBNFS:
+        url = f"nfs://127.0.0.1/team?version=3&nfsport={srv.port}&mountport={srv.port}"
+        listing = subprocess.run(["nfs-ls", url], capture_output=True, text=True,
+                                 timeout=60).stdout
+        line = next(x for x in listing.splitlines() if x.endswith(" made-by-erin"))
+        assert line.split()[2] == "2500", line  # erin's uid, as NFS sees it
+    assert http.call("DELETE", "/shares/team")[0] == 204
+    if HAVE_SMBCLIENT:
+        r = subprocess.run(["smbclient", "//127.0.0.1/team", "-p", str(srv.smb_port), "-U",
+                            "erin%Erin-pw-12", "-c", "ls"], capture_output=True, text=True,
+                           timeout=60)
+        assert "NT_STATUS_BAD_NETWORK_NAME" in r.stdout + r.stderr
+    assert http.call("DELETE", "/shares/export")[0] == 409  # from the configuration file
+    assert http.call("POST", "/shares", {"name": "/kept"})[0] == 201
+    from tests.support.server import restart
+    restart(srv)  # users and shares come back from the database
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if http.call("GET", "/health/ready", token="")[0] == 200:
+                break
+        except OSError:
+            time.sleep(0.1)
+    st, ready = http.call("GET", "/health/ready", token="")
+    assert st == 200 and "/kept" in ready["shares"] and "/team" not in ready["shares"]
+    http.login("erin", "Erin-pw-12")
+
+
+def test_login_failures_are_rate_limited(request):
+    srv, http = start(request, "sqlite", limit=3)
+    try:
+        for _ in range(3):
+            assert http.call("POST", "/auth/login", {"username": "admin", "password": "x"},
+                             token="")[0] == 401
+        st, body = http.call("POST", "/auth/login", {"username": "admin",
+                                                     "password": ADMIN_PW}, token="")
+        assert st == 429 and "too many" in body["error"]["message"]
+        log = srv.log_text()
+        assert ADMIN_PW not in log and SECRET not in log
+    finally:
+        stop_and_check(srv)
