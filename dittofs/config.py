@@ -86,6 +86,8 @@ class ApiConfig:
     refresh_ttl: int = 86400
     login_failure_limit: int = 5  # failed logins per client address before 429 ...
     login_failure_window: int = 60  # ... for this many seconds
+    tls_cert: str = ""  # PEM certificate (chain) file: with tls_key, the API speaks HTTPS
+    tls_key: str = ""  # PEM private key file
 
 
 @dataclass(frozen=True)
@@ -267,6 +269,8 @@ def validate(cfg: Config) -> Config:
                           "from 0 to 1")
     if cfg.api.jwt_secret and len(cfg.api.jwt_secret.encode()) < 32:
         raise ConfigError("api.jwt_secret: must be at least 32 bytes")
+    if bool(cfg.api.tls_cert) != bool(cfg.api.tls_key):
+        raise ConfigError("api.tls_cert: give both tls_cert and tls_key, or neither")
     if not 0 <= cfg.api.port <= 65535:
         raise ConfigError(f"api.port: {cfg.api.port} is not a TCP port")
     if not 0 <= cfg.smb.port <= 65535:

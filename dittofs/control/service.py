@@ -74,12 +74,20 @@ class ControlPlane(Service):
         from dittofs.control.api import Api
         self.api = Api(self)
         interface = self.cfg.bind.replace(":", "\\:")
-        ep = endpoints.serverFromString(self.reactor, f"tcp:{self.cfg.port}:interface={interface}")
-        self.listening = await ep.listen(Site(self.api.app.resource()))
+        site = Site(self.api.app.resource())
+        if self.cfg.tls_cert:
+            ep = endpoints.SSL4ServerEndpoint(self.reactor, self.cfg.port, tls_options(self.cfg),
+                                              interface=self.cfg.bind)
+            scheme = "https"
+        else:
+            ep = endpoints.serverFromString(self.reactor,
+                                            f"tcp:{self.cfg.port}:interface={interface}")
+            scheme = "http"
+        self.listening = await ep.listen(site)
         host = self.listening.getHost()
         self.ready = True
-        log.info("control API listening on http://{host}:{port}/api/v1", host=host.host,
-                 port=host.port)
+        log.info("control API listening on {scheme}://{host}:{port}/api/v1", scheme=scheme,
+                 host=host.host, port=host.port)
 
     def _record_config_stores(self, s: Any) -> None:
         """The stores of the configuration file get rows (type only: their options, secrets
@@ -152,6 +160,26 @@ class ControlPlane(Service):
         if self.listening is not None:
             yield self.listening.stopListening()
         self.db.close()
+
+
+def tls_options(cfg: Any) -> Any:
+    """Server TLS from PEM files: TLS 1.2 and 1.3 only, Twisted's default cipher list."""
+    from twisted.internet import ssl
+    with open(cfg.tls_cert, "rb") as fh:
+        cert_pem = fh.read()
+    with open(cfg.tls_key, "rb") as fh:
+        key_pem = fh.read()
+    cert = ssl.PrivateCertificate.loadPEM(cert_pem + b"\n" + key_pem)
+    chain = [ssl.Certificate.loadPEM(b) for b in _pem_blocks(cert_pem)[1:]]
+    return ssl.CertificateOptions(
+        privateKey=cert.privateKey.original, certificate=cert.original,
+        extraCertChain=[c.original for c in chain],
+        raiseMinimumTo=ssl.TLSVersion.TLSv1_2)
+
+
+def _pem_blocks(pem: bytes) -> list[bytes]:
+    marker = b"-----END CERTIFICATE-----"
+    return [b.strip() + b"\n" + marker for b in pem.split(marker) if b.strip()]
 
 
 def share_config(row: m.Share) -> Any:
