@@ -266,6 +266,37 @@ def share_create(name: str, metadata_store: str, block_store: str, durability: s
                                                          "block_store"])
 
 
+@share.command("grant")
+@click.argument("name")
+@click.option("--user", "user_name")
+@click.option("--group", "group_name")
+@click.option("--level", type=click.Choice(["none", "read", "read-write", "admin"]),
+              required=True)
+def share_grant(name: str, user_name: str | None, group_name: str | None, level: str) -> None:
+    """Set a user's or group's level on a share (a share with any is closed to others)."""
+    body = {"share": name, "level": level}
+    body.update({"user": user_name} if user_name else {"group": group_name})
+    Client().call("PUT", "/share-permissions", body)
+
+
+@share.command("revoke")
+@click.argument("name")
+@click.option("--user", "user_name")
+@click.option("--group", "group_name")
+def share_revoke(name: str, user_name: str | None, group_name: str | None) -> None:
+    body = {"share": name, **({"user": user_name} if user_name else {"group": group_name})}
+    Client().call("DELETE", "/share-permissions", body)
+
+
+@share.command("permissions")
+@fmt_option
+def share_permissions(fmt: str) -> None:
+    rows = Client().call("GET", "/share-permissions")
+    for r in rows:
+        r["who"] = f"user:{r['user']}" if "user" in r else f"group:{r['group']}"
+    output(rows, fmt, ["share", "who", "level"])
+
+
 @share.command("delete")
 @click.argument("name")
 def share_delete(name: str) -> None:

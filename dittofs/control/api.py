@@ -321,7 +321,7 @@ class Api:
             lambda s: list(s.scalars(select(m.Share))))}
         out = []
         for share in self.control.runtime.shares:
-            out.append(rows.get(share.name) or {"name": share.name, "source": "config"})
+            out.append(rows.get(share.name) or {"name": share.name})
         return _json(request, 200, sorted(out, key=lambda r: r["name"]))
 
     @app.route("/api/v1/shares", methods=["POST"])
@@ -350,20 +350,84 @@ class Api:
         except IntegrityError:
             raise ApiError(409, f"share {name} exists") from None
         await self.control.runtime.add_share(sc)
+        await self.control.refresh_acls()
         return _json(request, 201, _share_json(row))
 
     @app.route("/api/v1/shares/<path:name>", methods=["DELETE"])
     async def delete_share(self, request: Any, name: str) -> bytes:
         self._claims(request, admin=True)
         path = "/" + name.strip("/")
-        gone = await self.db.run(
-            lambda s: s.execute(delete(m.Share).where(m.Share.name == path)).rowcount)
-        if not gone:
-            raise ApiError(404 if path not in self.control.runtime.shares.by_name else 409,
-                           f"no share {path} in the database (shares of the configuration "
-                           "file are removed there)")
+        def remove(s: Any) -> int:
+            row = s.get(m.Share, path)
+            if row is None:
+                return 404
+            if (row.options or {}).get("source") == "config":
+                return 409
+            s.delete(row)
+            return 204
+        status = await self.db.run(remove)
+        if status == 404:
+            raise ApiError(404, f"no share {path}")
+        if status == 409:
+            raise ApiError(409, f"share {path} comes from the configuration file; remove it "
+                                "there")
         if path in self.control.runtime.shares.by_name:
             self.control.runtime.remove_share(path)
+        request.setResponseCode(204)
+        return b""
+
+    # -- share permissions -----------------------------------------------------------------
+
+    @app.route("/api/v1/share-permissions", methods=["GET"])
+    async def list_permissions(self, request: Any) -> bytes:
+        self._claims(request, admin=True)
+
+        def load(s: Any) -> list:
+            rows = s.execute(select(m.SharePermission.share, m.SharePermission.level,
+                                    m.User.name, m.Group.name)
+                             .outerjoin(m.User, m.User.id == m.SharePermission.user_id)
+                             .outerjoin(m.Group, m.Group.id == m.SharePermission.group_id)
+                             .order_by(m.SharePermission.share))
+            return [{"share": sh, "level": lv, **({"user": u} if u else {"group": g})}
+                    for sh, lv, u, g in rows]
+        return _json(request, 200, await self.db.run(load))
+
+    @app.route("/api/v1/share-permissions", methods=["PUT", "DELETE"])
+    async def set_permission(self, request: Any) -> bytes:
+        self._claims(request, admin=True)
+        data = _body(request)
+        share = "/" + _field(data, "share", str).strip("/")
+        who_user = _field(data, "user", str, False)
+        who_group = _field(data, "group", str, False)
+        if (who_user is None) == (who_group is None):  # (keys absent, or both given)
+            raise ApiError(400, "give exactly one of user and group")
+        removing = request.method == b"DELETE"
+        level = None if removing else _field(data, "level", str)
+        if level is not None and level not in m.LEVELS:
+            raise ApiError(400, f"level: one of {', '.join(m.LEVELS)}")
+
+        def change(s: Any) -> str | None:
+            if s.get(m.Share, share) is None:
+                return f"no share {share}"
+            if who_user is not None:
+                row = s.scalars(select(m.User).where(m.User.name == who_user)).first()
+                col, ident = m.SharePermission.user_id, row.id if row else None
+            else:
+                row = s.scalars(select(m.Group).where(m.Group.name == who_group)).first()
+                col, ident = m.SharePermission.group_id, row.id if row else None
+            if ident is None:
+                return f"no such {'user' if who_user else 'group'}"
+            s.execute(delete(m.SharePermission).where(m.SharePermission.share == share,
+                                                      col == ident))
+            if not removing:
+                s.add(m.SharePermission(share=share, level=level,
+                                        user_id=ident if who_user else None,
+                                        group_id=ident if who_group else None))
+            return None
+        err = await self.db.run(change)
+        if err:
+            raise ApiError(404, err)
+        await self.control.refresh_acls()
         request.setResponseCode(204)
         return b""
 

@@ -70,6 +70,14 @@ PATHS = {
     "/api/v1/shares/{name}": {
         "delete": _op("Stop serving a share created through the API (admin)", ok="204",
                       params=("name",))},
+    "/api/v1/share-permissions": {
+        "get": _op("List share permissions (admin)"),
+        "put": _op("Set a user's or group's level on a share (admin)", ok="204",
+                   body=_props(["share", "level"], share=S, user=S, group=S,
+                               level={"type": "string",
+                                      "enum": ["none", "read", "read-write", "admin"]})),
+        "delete": _op("Remove a user's or group's level on a share (admin)", ok="204",
+                      body=_props(["share"], share=S, user=S, group=S))},
     "/api/v1/openapi.json": {"get": _op("This document", auth=False)},
 }
 

@@ -66,9 +66,11 @@ class ControlPlane(Service):
     async def _start(self) -> None:
         await self.db.migrate()
         await self.db.run(self._record_config_stores)
+        await self.db.run(self._record_config_shares)
         await self.bootstrap_admin()
         await self.refresh_users()
         await self.load_shares()
+        await self.refresh_acls()
         from twisted.web.server import Site
 
         from dittofs.control.api import Api
@@ -101,6 +103,14 @@ class ControlPlane(Service):
                     s.add(model(name=name, type=st.type, options={"source": "config"}))
                 else:
                     row.type = st.type
+
+    def _record_config_shares(self, s: Any) -> None:
+        """Shares of the configuration file get rows too, so that permissions can name them;
+        they are marked as such and cannot be removed through the API."""
+        for sc in self.runtime.config.shares:
+            if s.get(m.Share, sc.name) is None:
+                s.add(m.Share(name=sc.name, metadata_store=sc.metadata_store,
+                              block_store=sc.block_store, options={"source": "config"}))
 
     async def bootstrap_admin(self) -> None:
         def count(s: Any) -> int:
@@ -144,9 +154,30 @@ class ControlPlane(Service):
         self.runtime.users.replace(
             [u for u in self.config_users if u.name.lower() not in names] + users)
 
+    async def refresh_acls(self) -> None:
+        """Give each served share its permissions from the database (None: it has none)."""
+        def load(s: Any) -> dict[str, dict]:
+            acls: dict[str, dict] = {}
+            rows = s.execute(select(m.SharePermission.share, m.SharePermission.level,
+                                    m.User.uid, m.Group.gid)
+                             .outerjoin(m.User, m.User.id == m.SharePermission.user_id)
+                             .outerjoin(m.Group, m.Group.id == m.SharePermission.group_id))
+            for share, level, uid, gid in rows:
+                acl = acls.setdefault(share, {"users": {}, "groups": {}})
+                if uid is not None:
+                    acl["users"][uid] = level
+                elif gid is not None:
+                    acl["groups"][gid] = level
+            return acls
+        acls = await self.db.run(load)
+        for share in self.runtime.shares:
+            share.acl = acls.get(share.name)
+
     async def load_shares(self) -> None:
         rows = await self.db.run(lambda s: list(s.scalars(select(m.Share))))
         for row in rows:
+            if (row.options or {}).get("source") == "config":
+                continue
             if row.name not in self.runtime.shares.by_name:
                 try:
                     await self.runtime.add_share(share_config(row))

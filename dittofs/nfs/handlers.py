@@ -152,7 +152,7 @@ class NfsHandlers:
 
     # -- helpers -----------------------------------------------------------
 
-    def resolve(self, fh: bytes, ctx: CallContext) -> tuple[Share, int]:
+    def resolve(self, fh: bytes, ctx: CallContext, write: bool = False) -> tuple[Share, int]:
         try:
             sid, fid = self.handles.parse(fh)
         except BadHandle:
@@ -162,6 +162,11 @@ class NfsHandlers:
             raise NfsError(NfsStat.NFS3ERR_STALE)
         if not share.client_allowed(ctx.client[0]):
             raise NfsError(NfsStat.NFS3ERR_ACCES)
+        if share.acl is not None:
+            cred = ctx.call.cred
+            lvl = share.level(cred.uid, cred.gid, cred.gids) if cred is not None else "none"
+            if lvl == "none" or (write and lvl == "read"):
+                raise NfsError(NfsStat.NFS3ERR_ACCES)
         return share, fid
 
     @staticmethod
@@ -203,7 +208,7 @@ class NfsHandlers:
         share = None
         fid = 0
         try:
-            share, fid = self.resolve(a.object, ctx)
+            share, fid = self.resolve(a.object, ctx, write=True)
             guard = _ns(a.guard) if a.guard is not None else None
             attrs = to_setattrs(a.new_attributes)
             pre, post = await self.md.setattr(share, self.identity(share, ctx), fid, attrs, guard)
@@ -242,7 +247,9 @@ class NfsHandlers:
                     mask |= Access.EXECUTE
                 if bits & W:
                     mask |= Access.MODIFY | Access.EXTEND
-            if share.read_only:
+            cred = ctx.call.cred
+            if share.read_only or (share.acl is not None and cred is not None and share.level(
+                    cred.uid, cred.gid, cred.gids) == "read"):
                 mask &= ~(Access.MODIFY | Access.EXTEND | Access.DELETE)
             return OK, C.AccessOk(fattr(share, rec), a.access & mask)
         except Exception as e:
@@ -279,7 +286,7 @@ class NfsHandlers:
         share = None
         fid = 0
         try:
-            share, fid = self.resolve(a.file, ctx)
+            share, fid = self.resolve(a.file, ctx, write=True)
             data = a.data
             count = a.count
             if count > len(data) or count > MAX_IO:
@@ -309,7 +316,7 @@ class NfsHandlers:
         share = None
         fid = 0
         try:
-            share, fid = self.resolve(where.dir, ctx)
+            share, fid = self.resolve(where.dir, ctx, write=True)
             attrs = to_setattrs(sattr) if sattr is not None else SetAttrs()
             made = await self.md.create(share, self.identity(share, ctx), fid, where.name,
                                         ftype, attrs, **kw)
@@ -355,7 +362,7 @@ class NfsHandlers:
         share = None
         fid = 0
         try:
-            share, fid = self.resolve(a.dir, ctx)
+            share, fid = self.resolve(a.dir, ctx, write=True)
             gone = await self.md.remove(share, self.identity(share, ctx), fid, a.name, rmdir)
             if gone.freed and gone.victim.ftype == FileType.REG:
                 await share.payload.delete(share.content_id(gone.victim.fileid), _sync(share))
@@ -373,8 +380,8 @@ class NfsHandlers:
         share = to_share = None
         fid = to_fid = 0
         try:
-            share, fid = self.resolve(a.from_.dir, ctx)
-            to_share, to_fid = self.resolve(a.to.dir, ctx)
+            share, fid = self.resolve(a.from_.dir, ctx, write=True)
+            to_share, to_fid = self.resolve(a.to.dir, ctx, write=True)
             if to_share is not share:
                 raise E.CrossDevice("rename across shares")
             r = await self.md.rename(share, self.identity(share, ctx), fid, a.from_.name,
@@ -391,8 +398,8 @@ class NfsHandlers:
         share = dshare = None
         fid = dfid = 0
         try:
-            share, fid = self.resolve(a.file, ctx)
-            dshare, dfid = self.resolve(a.link.dir, ctx)
+            share, fid = self.resolve(a.file, ctx, write=True)
+            dshare, dfid = self.resolve(a.link.dir, ctx, write=True)
             if dshare is not share:
                 raise E.CrossDevice("link across shares")
             rec, pre, post = await self.md.link(share, self.identity(share, ctx), fid, dfid,

@@ -68,6 +68,11 @@ class MountHandlers:
             log.info("MNT {path!r} refused for {client}", path=path, client=ctx.client[0])
             return MountStat.MNT3ERR_ACCES, None
         cred = ctx.call.cred
+        if share.acl is not None and (cred is None or share.level(
+                cred.uid, cred.gid, cred.gids) == "none"):
+            log.info("MNT {path!r} refused for {client}: no permission on the share",
+                     path=path, client=ctx.client[0])
+            return MountStat.MNT3ERR_ACCES, None
         ident = share.anonymous() if cred is None else share.identity(cred.uid, cred.gid,
                                                                       cred.gids)
         fid = share.root_id

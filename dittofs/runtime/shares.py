@@ -9,6 +9,8 @@ from typing import Any
 from dittofs.metadata.permissions import squash
 from dittofs.metadata.types import Identity
 
+LEVEL_ORDER = {"none": 0, "read": 1, "read-write": 2, "admin": 3}
+
 
 @dataclass
 class Share:
@@ -29,6 +31,23 @@ class Share:
     root_id: int = 0
     guest_ok: bool = False  # SMB anonymous sessions may connect
     smb_signing_required: bool = False  # SMB requests to it must be signed
+    # Control-plane permissions: {"users": {uid: level}, "groups": {gid: level}}, or None
+    # when the share has none (then only the Unix permission bits decide).
+    acl: dict | None = None
+
+    def level(self, uid: int, gid: int, gids: tuple[int, ...] = ()) -> str:
+        """none | read | read-write | admin for a client identity (before squashing)."""
+        if self.acl is None:
+            return "read-write"
+        lvl = self.acl["users"].get(uid)
+        if lvl is not None:
+            return lvl
+        best = "none"
+        for g in (gid, *gids):
+            lg = self.acl["groups"].get(g)
+            if lg is not None and LEVEL_ORDER[lg] > LEVEL_ORDER[best]:
+                best = lg
+        return best
 
     @property
     def fsid(self) -> int:

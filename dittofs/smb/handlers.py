@@ -145,7 +145,7 @@ class SmbHandlers(InfoHandlers):
             m |= EXECUTE
         if ident.uid in (0, rec.uid):
             m |= WRITE_ATTRIBUTES | WRITE_DAC | WRITE_OWNER
-        if tree.share.read_only:
+        if tree.share.read_only or tree.read_only:
             m &= ~WRITE_BITS
         return m
 
@@ -188,17 +188,23 @@ class SmbHandlers(InfoHandlers):
             raise SmbError(Status.BAD_NETWORK_NAME, name)
         if not share.client_allowed(ctx.conn.peer[0]):
             raise SmbError(Status.ACCESS_DENIED, "client address not allowed")
+        level = "read-write"
         if s.anonymous:
             if not getattr(share, "guest_ok", False):
                 raise SmbError(Status.ACCESS_DENIED, "guest access not allowed")
             ident = share.anonymous()
+            if share.acl is not None:
+                level = "none"
         else:
             u = s.user
             ident = share.identity(u.uid, u.gid, u.gids)
+            level = share.level(u.uid, u.gid, u.gids)
+        if level == "none":
+            raise SmbError(Status.ACCESS_DENIED, f"no permission on share {name}")
         signed = bool(getattr(share, "smb_signing_required", False))
         if signed and not ctx.signed:
             raise SmbError(Status.ACCESS_DENIED, f"share {name} requires signed requests")
-        tree = Tree(next(s.tree_ids), share, ident, name, signed)
+        tree = Tree(next(s.tree_ids), share, ident, name, signed, level == "read")
         root = await self.md.getattr(share, share.root_id)
         s.trees[tree.id] = tree
         ctx.tree_id = tree.id
@@ -277,6 +283,8 @@ class SmbHandlers(InfoHandlers):
         else:
             if req.disposition in (OPEN, OVERWRITE):
                 raise SmbError(Status.OBJECT_NAME_NOT_FOUND)
+            if tree.read_only:
+                raise SmbError(Status.ACCESS_DENIED, "read permission only")
             ftype = FileType.DIR if want_dir else FileType.REG
             mode = 0o755 if want_dir else 0o644
             if req.file_attributes & FI.ATTR_READONLY:

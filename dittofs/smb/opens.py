@@ -64,6 +64,7 @@ class Tree:
     ident: Any
     name: str
     signing_required: bool = False
+    read_only: bool = False  # a "read" permission from the control plane
 
     @property
     def ipc(self) -> bool:

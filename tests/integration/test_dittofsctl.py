@@ -143,3 +143,52 @@ def test_api_over_tls_and_certificate_checks(request, tmp_path):
                 old.wrap_socket(s, server_hostname="localhost")
     finally:
         stop_and_check(srv)
+
+
+@pytest.mark.skipif(not (HAVE_SMBCLIENT and HAVE_LIBNFS), reason="needs smbclient and nfs-ls")
+def test_share_permissions_enforced_over_nfs_and_smb(request, tmp_path):
+    srv, http = start(request, "sqlite")
+    try:
+        url = http.base.removesuffix("/api/v1")
+        assert ctl(tmp_path, "login", url, stdin=ADMIN_PW + "\n").returncode == 0
+        for name, uid in (("writer", 4300), ("reader", 4400)):
+            r = ctl(tmp_path, "user", "create", name, "--uid", str(uid), stdin="Pw-for-all-1\n")
+            assert r.returncode == 0, r.stderr
+        assert ctl(tmp_path, "share", "create", "/guarded").returncode == 0
+        for who, level in (("writer", "read-write"), ("reader", "read")):
+            r = ctl(tmp_path, "share", "grant", "/guarded", "--user", who, "--level", level)
+            assert r.returncode == 0, r.stderr
+        r = ctl(tmp_path, "share", "permissions", "-o", "json")
+        assert {(p["user"], p["level"]) for p in json.loads(r.stdout)} == {
+            ("writer", "read-write"), ("reader", "read")}
+
+        def smb(user: str, password: str, cmd: str) -> str:
+            r = subprocess.run(["smbclient", "//127.0.0.1/guarded", "-p", str(srv.smb_port),
+                                "-U", f"{user}%{password}", "-c", cmd], capture_output=True,
+                               text=True, timeout=60)
+            return r.stdout + r.stderr
+
+        assert "NT_STATUS" not in smb("writer", "Pw-for-all-1", "mkdir w-dir")
+        out = smb("reader", "Pw-for-all-1", "ls")
+        assert "w-dir" in out
+        assert "NT_STATUS_ACCESS_DENIED" in smb("reader", "Pw-for-all-1", "mkdir r-dir")
+        assert "NT_STATUS_ACCESS_DENIED" in smb("alice", "Alice-pw-1", "ls")  # not granted
+
+        def nfs(uid: int, *args: str) -> subprocess.CompletedProcess:
+            u = (f"nfs://127.0.0.1/guarded{args[-1]}?version=3&nfsport={srv.port}"
+                 f"&mountport={srv.port}&uid={uid}&gid={uid}")
+            return subprocess.run([*args[:-1], u], capture_output=True, text=True, timeout=60)
+
+        src = tmp_path / "f.txt"
+        src.write_text("x")
+        assert nfs(4300, "nfs-cp", str(src), "/w-dir/by-nfs.txt").returncode == 0
+        listing = nfs(4400, "nfs-ls", "/w-dir")
+        assert listing.returncode == 0 and "by-nfs.txt" in listing.stdout
+        assert nfs(4400, "nfs-cp", str(src), "/w-dir/by-reader.txt").returncode != 0
+        assert nfs(1000, "nfs-ls", "").returncode != 0  # no permission: MOUNT refused
+        # revoking the reader's level closes the share to them
+        r = ctl(tmp_path, "share", "revoke", "/guarded", "--user", "reader")
+        assert r.returncode == 0, r.stderr
+        assert "NT_STATUS_ACCESS_DENIED" in smb("reader", "Pw-for-all-1", "ls")
+    finally:
+        stop_and_check(srv)
