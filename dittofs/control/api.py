@@ -114,7 +114,7 @@ class Api:
                     method=request.method.decode("latin-1"), path=request.path.decode("latin-1"))
         return _json(request, 500, {"error": {"status": 500, "message": "internal error"}})
 
-    def _claims(self, request: Any, admin: bool = False) -> dict:
+    def _claims(self, request: Any, admin: bool = False, password_change: bool = False) -> dict:
         header = (request.getHeader(b"authorization") or b"").decode("latin-1")
         if not header.startswith("Bearer "):
             raise ApiError(401, "a bearer token is required")
@@ -122,6 +122,9 @@ class Api:
             claims = self.tokens.verify(header[7:].strip())
         except auth.TokenError as e:
             raise ApiError(401, f"invalid token: {e}") from None
+        if claims.get("pwc") and not password_change:
+            raise ApiError(403, "the password must be changed first "
+                                "(POST /api/v1/users/{name}/password)")
         if admin and not claims.get("adm"):
             raise ApiError(403, "administrators only")
         return claims
@@ -161,8 +164,8 @@ class Api:
                                                      user.must_change_password))
 
     def _token_pair(self, name: str, admin: bool, must_change: bool = False) -> dict:
-        return {"access_token": self.tokens.issue(name, admin),
-                "refresh_token": self.tokens.issue(name, admin, "refresh"),
+        return {"access_token": self.tokens.issue(name, admin, must_change=must_change),
+                "refresh_token": self.tokens.issue(name, admin, "refresh", must_change),
                 "token_type": "Bearer", "expires_in": self.tokens.access_ttl,
                 "must_change_password": must_change}
 
@@ -240,7 +243,7 @@ class Api:
 
     @app.route("/api/v1/users/<name>/password", methods=["POST"])
     async def set_password(self, request: Any, name: str) -> bytes:
-        claims = self._claims(request)
+        claims = self._claims(request, password_change=True)
         data = _body(request)
         new = _field(data, "new_password", str)
         if len(new) < 8:

@@ -45,11 +45,16 @@ class Tokens:
         self.access_ttl = access_ttl
         self.refresh_ttl = refresh_ttl
 
-    def issue(self, user: str, admin: bool, kind: str = "access") -> str:
+    def issue(self, user: str, admin: bool, kind: str = "access",
+              must_change: bool = False) -> str:
+        """``must_change``: the token only allows changing the user's own password."""
         now = int(time.time())
         ttl = self.access_ttl if kind == "access" else self.refresh_ttl
-        return jwt.encode({"sub": user, "adm": admin, "typ": kind, "iat": now, "exp": now + ttl,
-                           "jti": secrets.token_hex(8)}, self.secret, algorithm=ALGORITHM)
+        claims = {"sub": user, "adm": admin, "typ": kind, "iat": now, "exp": now + ttl,
+                  "jti": secrets.token_hex(8)}
+        if must_change:
+            claims["pwc"] = True
+        return jwt.encode(claims, self.secret, algorithm=ALGORITHM)
 
     def verify(self, token: str, kind: str = "access") -> dict[str, Any]:
         try:

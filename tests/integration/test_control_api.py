@@ -245,3 +245,37 @@ def test_login_failures_are_rate_limited(request):
         assert ADMIN_PW not in log and SECRET not in log
     finally:
         stop_and_check(srv)
+
+
+def test_generated_admin_password_must_be_changed_first(request, tmp_path):
+    port = free_port()
+    srv = ServerProcess({"metadata_stores": {"default": {"type": "memory"}},
+                         "block_stores": {"default": {"type": "memory"}},
+                         "api": {"enabled": True, "port": port, "jwt_secret": SECRET}}).start()
+    try:
+        http = Http(port)
+        deadline = time.monotonic() + 30
+        pw_file = srv.dir / "data" / "initial-admin-password"
+        while not pw_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        import stat as st_mod
+        assert st_mod.S_IMODE(pw_file.stat().st_mode) == 0o600
+        generated = pw_file.read_text().strip()
+        assert generated not in srv.log_text()
+        while time.monotonic() < deadline:
+            try:
+                if http.call("GET", "/health/ready", token="")[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.1)
+        body = http.login("admin", generated)
+        assert body["must_change_password"] is True
+        st, err = http.call("GET", "/users")
+        assert st == 403 and "changed first" in err["error"]["message"]
+        assert http.call("POST", "/users/admin/password",
+                         {"old_password": generated, "new_password": "Brand-new-pw-1"})[0] == 204
+        body = http.login("admin", "Brand-new-pw-1")
+        assert body["must_change_password"] is False
+        assert http.call("GET", "/users")[0] == 200
+    finally:
+        stop_and_check(srv)
