@@ -7,6 +7,7 @@ observer for the configuration ``makeService`` loaded.  SIGHUP calls ``apply`` a
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -92,6 +93,9 @@ class ScrubbingObserver:
 
 def observer() -> Any:
     """The log observer twistd should use (``--logger dittofs.log.observer``)."""
-    out = jsonFileLogObserver(sys.stdout) if _format == "json" else textFileLogObserver(
-        sys.stdout)
+    stream: Any = sys.stdout
+    path = os.environ.get("DITTOFS_LOGFILE")  # set by `dittofs start --daemon`
+    if path:
+        stream = open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - lives on
+    out = jsonFileLogObserver(stream) if _format == "json" else textFileLogObserver(stream)
     return ScrubbingObserver(FilteringLogObserver(out, [_predicate]))
