@@ -335,10 +335,10 @@ class Api:
         if not SHARE.match(raw) or any(p in (".", "..") for p in raw.split("/")):
             raise ApiError(400, "name: a path like /projects (letters, digits, '_', '.', '-')")
         name = "/" + raw
-        cfg = self.control.runtime.config
+        reg = self.control.runtime.registry
         ms = _field(data, "metadata_store", str, False, "default")
         bs = _field(data, "block_store", str, False, "default")
-        if ms not in cfg.metadata_stores or bs not in cfg.block_stores:
+        if ms not in reg.metadata_configs or bs not in reg.block_configs:
             raise ApiError(400, "metadata_store/block_store: no store of that name")
         options = {k: _field(data, k, t) for k, t in SHARE_OPTIONS.items() if k in data}
         if options.get("durability", "local") not in ("writeback", "local", "remote"):
@@ -433,6 +433,126 @@ class Api:
         await self.control.refresh_acls()
         request.setResponseCode(204)
         return b""
+
+    # -- stores ------------------------------------------------------------------------------
+
+    @app.route("/api/v1/stores/<kind>", methods=["GET"])
+    async def list_stores(self, request: Any, kind: str) -> bytes:
+        self._claims(request, admin=True)
+        configs = self._store_configs(kind)
+        return _json(request, 200, [{"name": n, "type": c.type,
+                                     "source": "config" if n in self._config_stores(kind)
+                                     else "api"} for n, c in sorted(configs.items())])
+
+    def _store_configs(self, kind: str) -> dict:
+        reg = self.control.runtime.registry
+        if kind == "metadata":
+            return reg.metadata_configs
+        if kind == "block":
+            return reg.block_configs
+        raise ApiError(404, "stores are 'metadata' or 'block'")
+
+    def _config_stores(self, kind: str) -> Any:
+        cfg = self.control.runtime.config
+        return cfg.metadata_stores if kind == "metadata" else cfg.block_stores
+
+    @app.route("/api/v1/stores/<kind>", methods=["POST"])
+    async def create_store(self, request: Any, kind: str) -> bytes:
+        self._claims(request, admin=True)
+        self._store_configs(kind)
+        data = _body(request)
+        name = _name(_field(data, "name", str))
+        stype = _field(data, "type", str)
+        options = _field(data, "options", dict, False, {})
+        if len(json.dumps(options)) > 4096 or "source" in options:
+            raise ApiError(400, "options: at most 4 KiB of JSON, no 'source' key")
+        from dittofs.config import ConfigError, StoreConfig
+        try:
+            self.control.runtime.registry.declare(kind, name, StoreConfig(stype, options))
+        except ValueError as e:
+            raise ApiError(409 if "exists" in str(e) else 400, str(e)) from None
+        except ConfigError as e:
+            raise ApiError(400, str(e)) from None
+        model = m.MetadataStore if kind == "metadata" else m.BlockStore
+        await self.db.run(lambda s: s.add(model(name=name, type=stype, options=options)))
+        return _json(request, 201, {"name": name, "type": stype, "source": "api"})
+
+    @app.route("/api/v1/stores/<kind>/<name>", methods=["DELETE"])
+    async def delete_store(self, request: Any, kind: str, name: str) -> bytes:
+        self._claims(request, admin=True)
+        configs = self._store_configs(kind)
+        if name not in configs:
+            raise ApiError(404, f"no {kind} store {name}")
+        try:  # refused while a share (its payload pair) uses it
+            self.control.runtime.registry.forget(kind, name)
+        except ValueError as e:
+            raise ApiError(409, str(e)) from None
+        model = m.MetadataStore if kind == "metadata" else m.BlockStore
+        await self.db.run(lambda s: s.execute(delete(model).where(model.name == name)))
+        request.setResponseCode(204)
+        return b""
+
+    # -- adapters and settings -------------------------------------------------------------
+
+    @app.route("/api/v1/adapters", methods=["GET"])
+    async def list_adapters(self, request: Any) -> bytes:
+        self._claims(request, admin=True)
+        out = []
+        for kind in ("nfs", "smb"):
+            a = self.control.adapter(kind)
+            out.append({"type": kind, "enabled": a is not None,
+                        "port": a.bound_port() if a is not None else None})
+        return _json(request, 200, out)
+
+    @app.route("/api/v1/adapters/<kind>", methods=["PATCH"])
+    async def update_adapter(self, request: Any, kind: str) -> bytes:
+        self._claims(request, admin=True)
+        if kind not in ("nfs", "smb"):
+            raise ApiError(404, "adapters are 'nfs' and 'smb'")
+        data = _body(request)
+        current = self.control.adapter(kind)
+        enabled = _field(data, "enabled", bool, False, current is not None)
+        default_port = current.port if current is not None else getattr(
+            self.control.runtime.config, kind).port
+        port = _field(data, "port", int, False, default_port)
+        if not 0 < port < 65536:
+            raise ApiError(400, "port: 1 to 65535")
+        await self.control.apply_adapter(kind, enabled, port)
+
+        def save(s: Any) -> None:
+            row = s.get(m.Adapter, kind)
+            if row is None:
+                s.add(m.Adapter(type=kind, port=port, enabled=enabled, config={}))
+            else:
+                row.port, row.enabled = port, enabled
+        await self.db.run(save)
+        return _json(request, 200, {"type": kind, "enabled": enabled, "port": port})
+
+    @app.route("/api/v1/settings", methods=["GET"])
+    async def list_settings(self, request: Any) -> bytes:
+        self._claims(request, admin=True)
+        rows = await self.db.run(lambda s: list(s.scalars(select(m.Setting))))
+        return _json(request, 200, {r.key: r.value.get("value") for r in rows})
+
+    @app.route("/api/v1/settings/<key>", methods=["PUT"])
+    async def put_setting(self, request: Any, key: str) -> bytes:
+        self._claims(request, admin=True)
+        allowed = {"server.log_level": ("debug", "info", "warn", "error")}
+        if key not in allowed:
+            raise ApiError(404, f"settings: {', '.join(sorted(allowed))}")
+        value = _body(request).get("value")
+        if value not in allowed[key]:
+            raise ApiError(400, f"value: one of {', '.join(allowed[key])}")
+
+        def save(s: Any) -> None:
+            row = s.get(m.Setting, key)
+            if row is None:
+                s.add(m.Setting(key=key, value={"value": value}))
+            else:
+                row.value = {"value": value}
+        await self.db.run(save)
+        self.control.apply_setting(key, value)
+        return _json(request, 200, {key: value})
 
     @app.route("/api/v1/openapi.json", methods=["GET"])
     def openapi(self, request: Any) -> bytes:

@@ -78,6 +78,21 @@ PATHS = {
                                       "enum": ["none", "read", "read-write", "admin"]})),
         "delete": _op("Remove a user's or group's level on a share (admin)", ok="204",
                       body=_props(["share"], share=S, user=S, group=S))},
+    "/api/v1/stores/{kind}": {
+        "get": _op("List metadata or block stores (admin)", params=("kind",)),
+        "post": _op("Declare a store (admin)", ok="201", params=("kind",),
+                    body=_props(["name", "type"], name=S, type=S, options={"type": "object"}))},
+    "/api/v1/stores/{kind}/{name}": {
+        "delete": _op("Forget a store no share uses (admin)", ok="204",
+                      params=("kind", "name"))},
+    "/api/v1/adapters": {"get": _op("NFS and SMB adapters: running, port (admin)")},
+    "/api/v1/adapters/{kind}": {
+        "patch": _op("Start, stop or move an adapter while the server runs (admin)",
+                     params=("kind",), body=_props([], enabled=B, port=I))},
+    "/api/v1/settings": {"get": _op("Settings kept in the database (admin)")},
+    "/api/v1/settings/{key}": {
+        "put": _op("Change a setting live (admin): server.log_level", params=("key",),
+                   body=_props(["value"], value=S))},
     "/api/v1/openapi.json": {"get": _op("This document", auth=False)},
 }
 

@@ -69,7 +69,10 @@ class ControlPlane(Service):
         await self.db.run(self._record_config_shares)
         await self.bootstrap_admin()
         await self.refresh_users()
+        await self.load_stores()
         await self.load_shares()
+        await self.load_adapters()
+        await self.load_settings()
         await self.refresh_acls()
         from twisted.web.server import Site
 
@@ -172,6 +175,67 @@ class ControlPlane(Service):
         acls = await self.db.run(load)
         for share in self.runtime.shares:
             share.acl = acls.get(share.name)
+
+    async def load_stores(self) -> None:
+        from dittofs.config import StoreConfig
+        for model, kind in ((m.MetadataStore, "metadata"), (m.BlockStore, "block")):
+            rows = await self.db.run(lambda s, model=model: list(s.scalars(select(model))))
+            for row in rows:
+                if (row.options or {}).get("source") == "config":
+                    continue
+                try:
+                    self.runtime.registry.declare(kind, row.name,
+                                                  StoreConfig(row.type, dict(row.options)))
+                except Exception as e:
+                    log.error("{kind} store {name} from the database not opened: {err}",
+                              kind=kind, name=row.name, err=str(e))
+
+    async def load_adapters(self) -> None:
+        rows = await self.db.run(lambda s: list(s.scalars(select(m.Adapter))))
+        for row in rows:
+            current = self.adapter(row.type)
+            running = current is not None
+            if running != row.enabled or (current is not None and current.port != row.port):
+                await self.apply_adapter(row.type, row.enabled, row.port)
+
+    def adapter(self, kind: str) -> Any:
+        try:
+            return self.runtime.getServiceNamed(kind)
+        except KeyError:
+            return None
+
+    async def apply_adapter(self, kind: str, enabled: bool, port: int) -> None:
+        """Stop, start or move an adapter while the server runs."""
+        old = self.adapter(kind)
+        if old is not None:
+            await defer.maybeDeferred(old.disownServiceParent)
+        if not enabled:
+            log.info("{kind} adapter stopped", kind=kind)
+            return
+        if kind == "nfs":
+            from dittofs.nfs.adapter import NfsAdapter
+            nfs = self.runtime.config.nfs
+            new = NfsAdapter(self.runtime, nfs.bind, port, nfs.max_record)
+        else:
+            from dittofs.smb.adapter import SmbAdapter
+            new = SmbAdapter(self.runtime, port=port)
+        new.setServiceParent(self.runtime)
+
+    async def load_settings(self) -> None:
+        rows = await self.db.run(lambda s: list(s.scalars(select(m.Setting))))
+        for row in rows:
+            self.apply_setting(row.key, row.value.get("value"))
+
+    def apply_setting(self, key: str, value: Any) -> None:
+        if key == "server.log_level":
+            import dataclasses
+
+            from dittofs import log as logging_setup
+            cfg = self.runtime.config
+            logging_setup.apply(dataclasses.replace(
+                cfg, server=dataclasses.replace(cfg.server, log_level=value)))
+            self.runtime.refresh_tracing()
+            log.info("log level set to {new_level}", new_level=value)
 
     async def load_shares(self) -> None:
         rows = await self.db.run(lambda s: list(s.scalars(select(m.Share))))

@@ -88,10 +88,43 @@ class StoreRegistry:
         self.blocks: dict[str, Any] = {}
         self.payload: dict[tuple[str, str], Any] = {}
         self.hash_pool = LazyPool("hash", 2)
+        # Stores declared at run time (the control plane), beside the configuration's.
+        self.metadata_configs: dict[str, StoreConfig] = dict(config.metadata_stores)
+        self.block_configs: dict[str, StoreConfig] = dict(config.block_stores)
+
+    def declare(self, kind: str, name: str, cfg: StoreConfig) -> None:
+        """Make a store of ``kind`` (metadata | block) known by name; opened on first use.
+        Raises ValueError for a name in use or an unknown type, ConfigError if it cannot
+        open."""
+        from dittofs.config import BLOCK_KINDS, METADATA_KINDS
+        configs = self.metadata_configs if kind == "metadata" else self.block_configs
+        kinds = METADATA_KINDS if kind == "metadata" else BLOCK_KINDS
+        if name in configs:
+            raise ValueError(f"a {kind} store named {name!r} exists")
+        if cfg.type not in kinds:
+            raise ValueError(f"unknown {kind} store type {cfg.type!r}")
+        configs[name] = cfg
+        try:
+            self.metadata_store(name) if kind == "metadata" else self.block_store(name)
+        except Exception:
+            del configs[name]
+            raise
+
+    def forget(self, kind: str, name: str) -> None:
+        """Drop a run-time store no share uses (its data stays where it is)."""
+        configs = self.metadata_configs if kind == "metadata" else self.block_configs
+        if name in (self.config.metadata_stores if kind == "metadata"
+                    else self.config.block_stores):
+            raise ValueError(f"{kind} store {name!r} comes from the configuration file")
+        in_use = [k for k in self.payload if (k[1] if kind == "metadata" else k[0]) == name]
+        if in_use:
+            raise ValueError(f"{kind} store {name!r} is in use")
+        configs.pop(name, None)
+        (self.metadata if kind == "metadata" else self.blocks).pop(name, None)
 
     def metadata_store(self, name: str) -> Any:
         if name not in self.metadata:
-            cfg = self.config.metadata_stores[name]
+            cfg = self.metadata_configs[name]
             try:
                 store = METADATA_TYPES[cfg.type](name, cfg, self.config)
             except MetadataError as e:
@@ -105,7 +138,7 @@ class StoreRegistry:
 
     def block_store(self, name: str) -> Any:
         if name not in self.blocks:
-            cfg = self.config.block_stores[name]
+            cfg = self.block_configs[name]
             self.blocks[name] = BLOCK_TYPES[cfg.type](name, cfg, self.config)
         return self.blocks[name]
 
@@ -117,7 +150,7 @@ class StoreRegistry:
 
         key = (block_store, metadata_store)
         if key not in self.payload:
-            cfg = self.config.block_stores[block_store]
+            cfg = self.block_configs[block_store]
             wal = None
             if cfg.type != "memory":  # nothing to recover into a memory block store
                 path = self.config.data_path / "wal" / f"{block_store}--{metadata_store}"

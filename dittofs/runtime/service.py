@@ -96,9 +96,9 @@ class Runtime(MultiService):
         """Serve ``sc`` (a ShareConfig on declared stores) from now on, over every adapter."""
         if sc.name in self.shares.by_name:
             raise ValueError(f"share {sc.name} exists")
-        if sc.metadata_store not in self.config.metadata_stores:
+        if sc.metadata_store not in self.registry.metadata_configs:
             raise ValueError(f"no metadata store named {sc.metadata_store!r}")
-        if sc.block_store not in self.config.block_stores:
+        if sc.block_store not in self.registry.block_configs:
             raise ValueError(f"no block store named {sc.block_store!r}")
         started = (sc.block_store, sc.metadata_store) in self.registry.payload
         payload = self.registry.payload_service(sc.block_store, sc.metadata_store)
@@ -114,8 +114,8 @@ class Runtime(MultiService):
         share.root_id = await self.metadata.ensure_root(share, sc.root.uid, sc.root.gid,
                                                         sc.root.mode)
         self.shares.add(share)
-        if (self.config.metadata_stores[sc.metadata_store].type != "memory"
-                and self.config.block_stores[sc.block_store].type == "memory"):
+        if (self.registry.metadata_configs[sc.metadata_store].type != "memory"
+                and self.registry.block_configs[sc.block_store].type == "memory"):
             log.warn("share {name}: metadata is persistent but file content is kept in "
                      "memory (block store {bs!r}) and will read as zeros after a restart",
                      name=sc.name, bs=sc.block_store)
@@ -166,15 +166,19 @@ class Runtime(MultiService):
             return
         from dittofs import log as logging_setup
         logging_setup.apply(cfg)
-        trace = logging_setup.enabled_for("dittofs.rpc", "debug")
+        self.refresh_tracing()
+        log.info("configuration reloaded: log_level={new_level}", new_level=cfg.server.log_level)
+
+    def refresh_tracing(self) -> None:
+        """After a log level change: the adapters' per-request debug lines on or off."""
+        from dittofs import log as logging_setup
         for child in self:
             dispatcher = getattr(child, "dispatcher", None)
             if dispatcher is not None:
-                dispatcher.trace = trace
+                dispatcher.trace = logging_setup.enabled_for("dittofs.rpc", "debug")
             smb = getattr(child, "server", None)
             if smb is not None and hasattr(smb, "trace"):
                 smb.trace = logging_setup.enabled_for("dittofs.smb", "debug")
-        log.info("configuration reloaded: log_level={new_level}", new_level=cfg.server.log_level)
 
     async def _stop(self) -> None:
         """Stop accepting and drain (adapters), then upload and flush within the shutdown

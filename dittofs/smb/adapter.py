@@ -19,15 +19,22 @@ class SmbAdapter(Service):
 
     name = "smb"
 
-    def __init__(self, runtime: Any, reactor: Any = None) -> None:
+    def __init__(self, runtime: Any, reactor: Any = None, port: int | None = None) -> None:
+        import dataclasses
         self.runtime = runtime
         self.cfg = runtime.config.smb
+        if port is not None:
+            self.cfg = dataclasses.replace(self.cfg, port=port)
         self.listening: Any = None
         self.factory: SmbFactory | None = None
         if reactor is None:
             from twisted.internet import reactor as default_reactor
             reactor = default_reactor
         self.reactor = reactor
+
+    @property
+    def port(self) -> int:
+        return self.cfg.port
 
     def bound_port(self) -> int:
         return self.listening.getHost().port if self.listening is not None else self.cfg.port

@@ -152,6 +152,7 @@ def test_every_route_refuses_bad_tokens(api):
                 continue
             concrete = path.removeprefix("/api/v1").replace("{name}", "admin")
             concrete = concrete.replace("{group}", "g").replace("{user}", "admin")
+            concrete = concrete.replace("{kind}", "metadata").replace("{key}", "k")
             for bad in ("", "garbage", tampered, expired, none_alg, other_key, hs512):
                 st, body = http.call(method.upper(), concrete, {}, token=bad or "")
                 assert st == 401, (method, concrete, bad[:20], st, body)
@@ -184,7 +185,7 @@ def test_openapi_document_matches_the_routes(api):
     served = set()
     for rule in Api.app.url_map.iter_rules():
         path = rule.rule.replace("<path:name>", "{name}")
-        for arg in ("name", "group", "user"):
+        for arg in ("name", "group", "user", "kind", "key"):
             path = path.replace(f"<{arg}>", "{" + arg + "}")
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             served.add((path, method.lower()))
@@ -277,5 +278,51 @@ def test_generated_admin_password_must_be_changed_first(request, tmp_path):
         body = http.login("admin", "Brand-new-pw-1")
         assert body["must_change_password"] is False
         assert http.call("GET", "/users")[0] == 200
+    finally:
+        stop_and_check(srv)
+
+
+def test_stores_adapters_and_settings_live(request):
+    srv, http = start(request, "sqlite")
+    try:
+        http.login("admin", ADMIN_PW)
+        assert http.call("POST", "/stores/metadata", {"name": "scratch", "type": "memory"})[0] \
+            == 201
+        assert http.call("POST", "/stores/block", {"name": "scratchb", "type": "memory"})[0] \
+            == 201
+        assert http.call("POST", "/stores/block", {"name": "bad", "type": "tape"})[0] == 400
+        assert http.call("POST", "/stores/metadata", {"name": "scratch",
+                                                      "type": "memory"})[0] == 409
+        st, stores = http.call("GET", "/stores/metadata")
+        assert {"name": "scratch", "type": "memory", "source": "api"} in stores
+        st, share = http.call("POST", "/shares", {"name": "/onscratch",
+                                                  "metadata_store": "scratch",
+                                                  "block_store": "scratchb"})
+        assert st == 201, share
+        assert http.call("DELETE", "/stores/metadata/scratch")[0] == 409  # in use
+        # move SMB to another port while the server runs
+        new_port = free_port()
+        st, body = http.call("PATCH", "/adapters/smb", {"port": new_port})
+        assert st == 200 and body == {"type": "smb", "enabled": True, "port": new_port}
+        st, adapters = http.call("GET", "/adapters")
+        assert {"type": "smb", "enabled": True, "port": new_port} in adapters
+        if HAVE_SMBCLIENT:
+            r = subprocess.run(["smbclient", "//127.0.0.1/onscratch", "-p", str(new_port),
+                                "-U", "alice%Alice-pw-1", "-c", "mkdir moved"],
+                               capture_output=True, text=True, timeout=60)
+            assert r.returncode == 0, r.stdout + r.stderr
+            r = subprocess.run(["smbclient", "//127.0.0.1/onscratch", "-p",
+                                str(srv.smb_port), "-U", "alice%Alice-pw-1", "-c", "ls"],
+                               capture_output=True, text=True, timeout=60)
+            assert "NT_STATUS_CONNECTION_REFUSED" in r.stdout + r.stderr
+        assert http.call("PATCH", "/adapters/nfs", {"enabled": False})[0] == 200
+        import socket
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", srv.port), timeout=2).close()
+        assert http.call("PATCH", "/adapters/nfs", {"enabled": True})[0] == 200
+        socket.create_connection(("127.0.0.1", srv.port), timeout=2).close()
+        assert http.call("PUT", "/settings/server.log_level", {"value": "loud"})[0] == 400
+        assert http.call("PUT", "/settings/server.log_level", {"value": "debug"})[0] == 200
+        assert http.call("GET", "/settings") == (200, {"server.log_level": "debug"})
     finally:
         stop_and_check(srv)
