@@ -77,7 +77,7 @@ class SmbConfig:
 class ApiConfig:
     """The control plane: users and shares in a database, managed over a REST API."""
 
-    enabled: bool = False
+    enabled: bool = True
     bind: str = "127.0.0.1"
     port: int = 8080
     database_url: str = ""  # default: sqlite:///<data_dir>/control.db; or postgresql://...

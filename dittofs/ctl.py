@@ -303,6 +303,110 @@ def share_delete(name: str) -> None:
     Client().call("DELETE", f"/shares/{name.strip('/')}")
 
 
+@user.command("update")
+@click.argument("name")
+@click.option("--uid", type=int)
+@click.option("--gid", type=int)
+@click.option("--admin/--no-admin", default=None)
+@fmt_option
+def user_update(name: str, uid: int | None, gid: int | None, admin: bool | None,
+                fmt: str) -> None:
+    body = {k: v for k, v in (("uid", uid), ("gid", gid), ("is_admin", admin)) if v is not None}
+    output(Client().call("PATCH", f"/users/{name}", body), fmt,
+           ["name", "uid", "gid", "is_admin"])
+
+
+@group.command("delete")
+@click.argument("name")
+def group_delete(name: str) -> None:
+    Client().call("DELETE", f"/groups/{name}")
+
+
+@share.command("update")
+@click.argument("name")
+@click.option("--read-only/--read-write", default=None)
+@click.option("--durability", type=click.Choice(["writeback", "local", "remote"]))
+@click.option("--guest-ok/--no-guest", default=None)
+@fmt_option
+def share_update(name: str, read_only: bool | None, durability: str | None,
+                 guest_ok: bool | None, fmt: str) -> None:
+    body = {k: v for k, v in (("read_only", read_only), ("durability", durability),
+                              ("guest_ok", guest_ok)) if v is not None}
+    output(Client().call("PATCH", f"/shares/{name.strip('/')}", body), fmt,
+           ["name", "metadata_store", "block_store", "read_only"])
+
+
+@main.group()
+def store() -> None:
+    """Named metadata and block stores."""
+
+
+@store.command("list")
+@click.argument("kind", type=click.Choice(["metadata", "block"]))
+@fmt_option
+def store_list(kind: str, fmt: str) -> None:
+    output(Client().call("GET", f"/stores/{kind}"), fmt, ["name", "type", "source"])
+
+
+@store.command("create")
+@click.argument("kind", type=click.Choice(["metadata", "block"]))
+@click.argument("name")
+@click.option("--type", "stype", required=True, help="memory, lmdb, postgres / memory, fs, s3")
+@click.option("--option", "options", multiple=True, help="KEY=VALUE (repeatable)")
+def store_create(kind: str, name: str, stype: str, options: tuple[str, ...]) -> None:
+    opts = {}
+    for o in options:
+        key, _, value = o.partition("=")
+        opts[key] = yaml.safe_load(value) if value else ""
+    Client().call("POST", f"/stores/{kind}", {"name": name, "type": stype, "options": opts})
+
+
+@store.command("delete")
+@click.argument("kind", type=click.Choice(["metadata", "block"]))
+@click.argument("name")
+def store_delete(kind: str, name: str) -> None:
+    Client().call("DELETE", f"/stores/{kind}/{name}")
+
+
+@main.group()
+def adapter() -> None:
+    """The NFS and SMB adapters."""
+
+
+@adapter.command("list")
+@fmt_option
+def adapter_list(fmt: str) -> None:
+    output(Client().call("GET", "/adapters"), fmt, ["type", "enabled", "port"])
+
+
+@adapter.command("set")
+@click.argument("kind", type=click.Choice(["nfs", "smb"]))
+@click.option("--enable/--disable", default=None)
+@click.option("--port", type=int)
+def adapter_set(kind: str, enable: bool | None, port: int | None) -> None:
+    body = {k: v for k, v in (("enabled", enable), ("port", port)) if v is not None}
+    Client().call("PATCH", f"/adapters/{kind}", body)
+
+
+@main.group()
+def setting() -> None:
+    """Settings applied while the server runs."""
+
+
+@setting.command("list")
+@fmt_option
+def setting_list(fmt: str) -> None:
+    rows = [{"key": k, "value": v} for k, v in Client().call("GET", "/settings").items()]
+    output(rows, fmt, ["key", "value"])
+
+
+@setting.command("set")
+@click.argument("key")
+@click.argument("value")
+def setting_set(key: str, value: str) -> None:
+    Client().call("PUT", f"/settings/{key}", {"value": value})
+
+
 @main.command()
 @fmt_option
 def health(fmt: str) -> None:

@@ -230,6 +230,26 @@ class Api:
             raise ApiError(403, "administrators only")
         return _json(request, 200, _user_json(await self._user(name)))
 
+    @app.route("/api/v1/users/<name>", methods=["PATCH"])
+    async def update_user(self, request: Any, name: str) -> bytes:
+        self._claims(request, admin=True)
+        data = _body(request)
+        changes = {k: _field(data, k, t) for k, t in (("uid", int), ("gid", int),
+                                                       ("is_admin", bool)) if k in data}
+
+        def change(s: Any) -> m.User | None:
+            u = s.scalars(select(m.User).where(m.User.name == name)).first()
+            if u is not None:
+                for k, v in changes.items():
+                    setattr(u, k, v)
+            return u
+        u = await self.db.run(change)
+        if u is None:
+            raise ApiError(404, f"no user {name}")
+        await self.control.refresh_users()
+        await self.control.refresh_acls()
+        return _json(request, 200, _user_json(u))
+
     @app.route("/api/v1/users/<name>", methods=["DELETE"])
     async def delete_user(self, request: Any, name: str) -> bytes:
         claims = self._claims(request, admin=True)
@@ -294,6 +314,18 @@ class Api:
             raise ApiError(409, f"group {name} or gid {gid} exists") from None
         return _json(request, 201, {"name": name, "gid": gid, "members": []})
 
+    @app.route("/api/v1/groups/<name>", methods=["DELETE"])
+    async def delete_group(self, request: Any, name: str) -> bytes:
+        self._claims(request, admin=True)
+        gone = await self.db.run(
+            lambda s: s.execute(delete(m.Group).where(m.Group.name == name)).rowcount)
+        if not gone:
+            raise ApiError(404, f"no group {name}")
+        await self.control.refresh_users()
+        await self.control.refresh_acls()
+        request.setResponseCode(204)
+        return b""
+
     @app.route("/api/v1/groups/<group>/members/<user>", methods=["PUT", "DELETE"])
     async def membership(self, request: Any, group: str, user: str) -> bytes:
         self._claims(request, admin=True)
@@ -355,6 +387,37 @@ class Api:
         await self.control.runtime.add_share(sc)
         await self.control.refresh_acls()
         return _json(request, 201, _share_json(row))
+
+    @app.route("/api/v1/shares/<path:name>", methods=["PATCH"])
+    async def update_share(self, request: Any, name: str) -> bytes:
+        """Change a share's options: it is served again with them (clients reconnect)."""
+        self._claims(request, admin=True)
+        path = "/" + name.strip("/")
+        data = _body(request)
+        options = {k: _field(data, k, t) for k, t in SHARE_OPTIONS.items() if k in data}
+        if options.get("durability", "local") not in ("writeback", "local", "remote"):
+            raise ApiError(400, "durability: writeback, local or remote")
+
+        def change(s: Any) -> m.Share | str:
+            row = s.get(m.Share, path)
+            if row is None:
+                return "404"
+            if (row.options or {}).get("source") == "config":
+                return "409"
+            row.options = {**(row.options or {}), **options}
+            return row
+        row = await self.db.run(change)
+        if row == "404":
+            raise ApiError(404, f"no share {path}")
+        if row == "409":
+            raise ApiError(409, f"share {path} comes from the configuration file")
+        from dittofs.control.service import share_config
+        runtime = self.control.runtime
+        if path in runtime.shares.by_name:
+            runtime.remove_share(path)
+        await runtime.add_share(share_config(row))
+        await self.control.refresh_acls()
+        return _json(request, 200, _share_json(row))
 
     @app.route("/api/v1/shares/<path:name>", methods=["DELETE"])
     async def delete_share(self, request: Any, name: str) -> bytes:

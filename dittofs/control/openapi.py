@@ -49,6 +49,8 @@ PATHS = {
             ["name", "password", "uid"], name=S, password=S, uid=I, gid=I, is_admin=B))},
     "/api/v1/users/{name}": {
         "get": _op("One user (admin, or the user)", params=("name",)),
+        "patch": _op("Change a user's uid, gid or admin flag (admin)", params=("name",),
+                     body=_props([], uid=I, gid=I, is_admin=B)),
         "delete": _op("Delete a user (admin)", ok="204", params=("name",))},
     "/api/v1/users/{name}/password": {
         "post": _op("Change a password (the user with the old one, or an admin)", ok="204",
@@ -58,6 +60,8 @@ PATHS = {
         "get": _op("List groups with members (admin)"),
         "post": _op("Create a group (admin)", ok="201", body=_props(["name", "gid"], name=S,
                                                                    gid=I))},
+    "/api/v1/groups/{name}": {
+        "delete": _op("Delete a group (admin)", ok="204", params=("name",))},
     "/api/v1/groups/{group}/members/{user}": {
         "put": _op("Add a member (admin)", ok="204", params=("group", "user")),
         "delete": _op("Remove a member (admin)", ok="204", params=("group", "user"))},
@@ -68,6 +72,11 @@ PATHS = {
                                 durability=S, read_only=B, root_squash=B, all_squash=B,
                                 anon_uid=I, anon_gid=I, guest_ok=B, smb_signing_required=B))},
     "/api/v1/shares/{name}": {
+        "patch": _op("Change a share's options; it is served again with them (admin)",
+                     params=("name",), body=_props([], durability=S, read_only=B,
+                                                   root_squash=B, all_squash=B, anon_uid=I,
+                                                   anon_gid=I, guest_ok=B,
+                                                   smb_signing_required=B)),
         "delete": _op("Stop serving a share created through the API (admin)", ok="204",
                       params=("name",))},
     "/api/v1/share-permissions": {

@@ -58,8 +58,11 @@ class ControlPlane(Service):
         super().startService()
         d = defer.ensureDeferred(self._start())
         d.addErrback(self._failed)
+        self._starting: defer.Deferred | None = d
 
     def _failed(self, failure: Any) -> None:
+        if not self.running:  # stopped while starting: nothing to report
+            return
         log.failure("control plane failed to start", failure)
         self.reactor.stop()
 
@@ -252,6 +255,9 @@ class ControlPlane(Service):
     @defer.inlineCallbacks
     def stopService(self) -> Any:
         super().stopService()
+        starting = getattr(self, "_starting", None)
+        if starting is not None and not starting.called:
+            yield starting  # let the start finish (its errors are dropped when stopping)
         if self.listening is not None:
             yield self.listening.stopListening()
         self.db.close()

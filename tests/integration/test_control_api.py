@@ -324,5 +324,28 @@ def test_stores_adapters_and_settings_live(request):
         assert http.call("PUT", "/settings/server.log_level", {"value": "loud"})[0] == 400
         assert http.call("PUT", "/settings/server.log_level", {"value": "debug"})[0] == 200
         assert http.call("GET", "/settings") == (200, {"server.log_level": "debug"})
+        st, body = http.call("PATCH", "/shares/onscratch", {"read_only": True})
+        assert st == 200 and body["read_only"] is True
+        from tests.support.server import restart
+        srv.smb_port = new_port  # what the server must come back on
+        restart(srv)  # the store, the share and the SMB port come back from the database
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if http.call("GET", "/health/ready", token="")[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.1)
+        st, ready = http.call("GET", "/health/ready", token="")
+        assert "/onscratch" in ready["shares"]
+        http.login("admin", ADMIN_PW)
+        assert {"type": "smb", "enabled": True, "port": new_port} in http.call(
+            "GET", "/adapters")[1]
+        if HAVE_SMBCLIENT:
+            r = subprocess.run(["smbclient", "//127.0.0.1/onscratch", "-p", str(new_port),
+                                "-U", "alice%Alice-pw-1", "-c", "mkdir refused"],
+                               capture_output=True, text=True, timeout=60)
+            assert "NT_STATUS_MEDIA_WRITE_PROTECTED" in r.stdout + r.stderr or \
+                "NT_STATUS_ACCESS_DENIED" in r.stdout + r.stderr, r.stdout + r.stderr
     finally:
         stop_and_check(srv)

@@ -39,7 +39,16 @@ def test_dittofsctl_manages_users_and_shares(request, tmp_path):
         assert ADMIN_PW not in cfg.read_text()
         r = ctl(tmp_path, "user", "create", "frank", "--uid", "4100", stdin="Frank-pw-12\n")
         assert r.returncode == 0, r.stderr
-        r = ctl(tmp_path, "share", "create", "/frankshare", "--no-root-squash")
+        for kind, name in (("metadata", "teammeta"), ("block", "teamblocks")):
+            r = ctl(tmp_path, "store", "create", kind, name, "--type", "memory")
+            assert r.returncode == 0, r.stderr
+        r = ctl(tmp_path, "store", "list", "metadata", "-o", "json")
+        assert {"name": "teammeta", "type": "memory", "source": "api"} in json.loads(r.stdout)
+        r = ctl(tmp_path, "share", "create", "/frankshare", "--no-root-squash",
+                "--metadata-store", "teammeta", "--block-store", "teamblocks")
+        assert r.returncode == 0, r.stderr
+        r = ctl(tmp_path, "share", "grant", "/frankshare", "--user", "frank",
+                "--level", "read-write")
         assert r.returncode == 0, r.stderr
         r = ctl(tmp_path, "user", "list", "-o", "json")
         assert {u["name"] for u in json.loads(r.stdout)} == {"admin", "frank"}
@@ -52,7 +61,11 @@ def test_dittofsctl_manages_users_and_shares(request, tmp_path):
             assert r.returncode == 0, r.stdout + r.stderr
         if HAVE_LIBNFS and HAVE_SMBCLIENT:
             nfs = f"nfs://127.0.0.1/frankshare?version=3&nfsport={srv.port}&mountport={srv.port}"
-            out = subprocess.run(["nfs-ls", nfs], capture_output=True, text=True, timeout=60)
+            refused = subprocess.run(["nfs-ls", nfs], capture_output=True, text=True,
+                                     timeout=60)
+            assert refused.returncode != 0  # root has no permission on the share
+            out = subprocess.run(["nfs-ls", nfs + "&uid=4100&gid=4100"], capture_output=True,
+                                 text=True, timeout=60)
             line = next(x for x in out.stdout.splitlines() if x.endswith(" by-frank"))
             assert line.split()[2] == "4100"
         r = ctl(tmp_path, "share", "delete", "/frankshare")

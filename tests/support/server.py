@@ -46,10 +46,15 @@ class ServerProcess:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.smb_port = free_port()
+        self.api_port = free_port()
         if config is not None:  # None: start with no configuration file at all
             config = dict(config)
             config.setdefault("users", TEST_USERS)
             config["smb"] = {"bind": "127.0.0.1", **(config.get("smb") or {})}
+            config["api"] = {"port": self.api_port, **(config.get("api") or {})}
+            self.api_port = config["api"]["port"]
+        else:
+            self.extra_env.setdefault("DITTOFS_API__PORT", str(self.api_port))
         self.config = config
         self.log_path = self.dir / "server.log"
         self.proc: subprocess.Popen | None = None
