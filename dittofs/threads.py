@@ -44,7 +44,11 @@ class LazyPool:
 class BatchWorker:
     """Queue items from the reactor thread; one thread processes whatever has queued up."""
 
-    def __init__(self, name: str, process: BatchProcessor, reactor: Any = None) -> None:
+    def __init__(self, name: str, process: BatchProcessor, reactor: Any = None,
+                 inline: Callable[[Any], bool] | None = None) -> None:
+        """``inline(item)``: True for items cheap enough (no fsync, no open) to process on
+        the calling (reactor) thread when the worker is idle, saving two thread hand-offs."""
+        self.inline = inline
         if reactor is None:
             from twisted.internet import reactor as default_reactor
             reactor = default_reactor
@@ -56,6 +60,14 @@ class BatchWorker:
         self._scheduled = False
 
     def submit(self, item: Any) -> defer.Deferred:
+        if self.inline is not None and not self._scheduled and self.inline(item):
+            # Only the reactor thread submits, and the worker runs only while scheduled:
+            # with nothing scheduled nothing else can be inside ``process`` now.
+            try:
+                ok, value = self.process([item])[0]
+            except BaseException:
+                return defer.fail()
+            return defer.succeed(value) if ok else defer.fail(value)
         d: defer.Deferred = defer.Deferred()
         with self._lock:
             self._queue.append((item, d))

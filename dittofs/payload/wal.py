@@ -80,7 +80,10 @@ class Wal:
         self._seg_size = 0
         self._fd: int | None = None
         self._fd_seg = 0
-        self.writer = BatchWorker("wal", self._write_batch, reactor)
+        # An unsynced append to the open segment is one write(2) into the page cache.
+        self.writer = BatchWorker("wal", self._write_batch, reactor,
+                                  inline=lambda item: item is not None and not item[2]
+                                  and item[1] == self._fd_seg)
         self.appended = 0  # bytes queued so far (reactor thread)
         self.syncs = 0
 

@@ -215,7 +215,9 @@ class LmdbMetadataStore:
         self.meta = env.open_db(b"meta")
         self.blocks = env.open_db(b"blocks")
         self.objects = env.open_db(b"objects")
-        self.writer = BatchWorker(f"lmdb-{name}", self._write_batch, reactor)
+        # A non-durable write (no sync) is a page-cache write: done inline when idle.
+        self.writer = BatchWorker(f"lmdb-{name}", self._write_batch, reactor,
+                                  inline=lambda item: item[0] is not None and not item[1])
         self._closed = False
 
     def transact(self, fn: Callable[[Any], Any], write: bool = True,
