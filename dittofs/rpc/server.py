@@ -12,11 +12,12 @@ import time
 from typing import Any
 
 from twisted.internet import defer
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from dittofs import tracing
+from dittofs.draining import DrainingFactory
 from dittofs.rpc.message import (
     AcceptStat,
     RpcDenied,
@@ -162,7 +163,7 @@ class RpcProtocol(Protocol):
         if self in self.factory.connections and self.dispatcher.metrics is not None:
             self.dispatcher.metrics.connections.labels("nfs").dec()
         self.factory.connections.discard(self)
-        self.factory._maybe_drained()
+        self.factory.maybe_drained()
 
     def dataReceived(self, data: bytes) -> None:
         if self.closing:
@@ -205,40 +206,18 @@ class RpcProtocol(Protocol):
             self.paused = False
             self.transport.resumeProducing()
         if not self.inflight:
-            self.factory._maybe_drained()
+            self.factory.maybe_drained()
 
 
-class RpcFactory(Factory):
+class RpcFactory(DrainingFactory):
     """Builds RpcProtocols and tracks live connections so shutdown can drain them."""
 
     def __init__(self, dispatcher: RpcDispatcher, max_record: int = DEFAULT_MAX_RECORD) -> None:
+        super().__init__()
         self.dispatcher = dispatcher
         self.max_record = max_record
-        self.connections: set[RpcProtocol] = set()
-        self._drain_waiters: list[defer.Deferred] = []
 
     def buildProtocol(self, addr: Any) -> RpcProtocol:
         p = RpcProtocol(self.dispatcher, self.max_record)
         p.factory = self
         return p
-
-    def busy(self) -> bool:
-        return any(c.inflight for c in self.connections)
-
-    def drain(self) -> defer.Deferred:
-        """Fire once no connection has a call in progress."""
-        if not self.busy():
-            return defer.succeed(None)
-        d: defer.Deferred = defer.Deferred()
-        self._drain_waiters.append(d)
-        return d
-
-    def _maybe_drained(self) -> None:
-        if self._drain_waiters and not self.busy():
-            waiters, self._drain_waiters = self._drain_waiters, []
-            for d in waiters:
-                d.callback(None)
-
-    def close_all(self) -> None:
-        for c in list(self.connections):
-            c.transport.loseConnection()

@@ -7,11 +7,11 @@ import os
 import time
 from typing import Any
 
-from twisted.internet import defer
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from dittofs.draining import DrainingFactory
 from dittofs.smb import ntlmssp
 from dittofs.smb.connection import Connection
 from dittofs.smb.handlers import SmbHandlers
@@ -128,34 +128,17 @@ class SmbProtocol(Protocol):
             d.addBoth(lambda _: self.factory.maybe_drained())
 
 
-class SmbFactory(Factory):
+class SmbFactory(DrainingFactory):
     def __init__(self, server: SmbServer, max_message: int) -> None:
+        super().__init__()
         self.server = server
         self.max_message = max_message
-        self.connections: set[SmbProtocol] = set()
-        self._drain: list[defer.Deferred] = []
 
     def buildProtocol(self, addr: Any) -> SmbProtocol:
         p = SmbProtocol(self.server, self.max_message)
         p.factory = self
         return p
 
-    def busy(self) -> bool:
-        return any(p.conn is not None and p.conn.inflight for p in self.connections)
-
-    def drain(self) -> defer.Deferred:
-        if not self.busy():
-            return defer.succeed(None)
-        d: defer.Deferred = defer.Deferred()
-        self._drain.append(d)
-        return d
-
-    def maybe_drained(self) -> None:
-        if self._drain and not self.busy():
-            waiters, self._drain = self._drain, []
-            for d in waiters:
-                d.callback(None)
-
-    def close_all(self) -> None:
-        for p in list(self.connections):
-            p.transport.loseConnection()
+    @staticmethod
+    def inflight(protocol: Any) -> int:
+        return protocol.conn.inflight if protocol.conn is not None else 0

@@ -53,6 +53,19 @@ class Http:
         return body
 
 
+def wait_ready(http: Http, limit: float = 30) -> None:
+    """Until the API answers /health/ready (the control plane starts after the adapters)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        try:
+            if http.call("GET", "/health/ready", token="")[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("the control API did not become ready")
+
+
 def start(request, db: str, limit: int = 5) -> tuple[ServerProcess, Http]:
     port = free_port()
     api = {"enabled": True, "port": port, "jwt_secret": SECRET, "login_failure_limit": limit}
@@ -68,16 +81,9 @@ def start(request, db: str, limit: int = 5) -> tuple[ServerProcess, Http]:
            "block_stores": {"default": {"type": "memory"}}, "api": api}
     srv = ServerProcess(cfg, env={"DITTOFS_ADMIN_INITIAL_PASSWORD": ADMIN_PW})
     srv.start()
-    deadline = time.monotonic() + 30
     http = Http(port)
-    while time.monotonic() < deadline:
-        try:
-            if http.call("GET", "/health/ready", token="")[0] == 200:
-                return srv, http
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(srv.log_text())
+    wait_ready(http)
+    return srv, http
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -221,13 +227,7 @@ def test_shares_live_with_real_clients_and_persisted(request, api):
     assert http.call("POST", "/shares", {"name": "/kept"})[0] == 201
     from tests.support.server import restart
     restart(srv)  # users and shares come back from the database
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if http.call("GET", "/health/ready", token="")[0] == 200:
-                break
-        except OSError:
-            time.sleep(0.1)
+    wait_ready(http)
     st, ready = http.call("GET", "/health/ready", token="")
     assert st == 200 and "/kept" in ready["shares"] and "/team" not in ready["shares"]
     http.login("erin", "Erin-pw-12")
@@ -263,12 +263,7 @@ def test_generated_admin_password_must_be_changed_first(request, tmp_path):
         assert st_mod.S_IMODE(pw_file.stat().st_mode) == 0o600
         generated = pw_file.read_text().strip()
         assert generated not in srv.log_text()
-        while time.monotonic() < deadline:
-            try:
-                if http.call("GET", "/health/ready", token="")[0] == 200:
-                    break
-            except OSError:
-                time.sleep(0.1)
+        wait_ready(http)
         body = http.login("admin", generated)
         assert body["must_change_password"] is True
         st, err = http.call("GET", "/users")
@@ -329,13 +324,7 @@ def test_stores_adapters_and_settings_live(request):
         from tests.support.server import restart
         srv.smb_port = new_port  # what the server must come back on
         restart(srv)  # the store, the share and the SMB port come back from the database
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if http.call("GET", "/health/ready", token="")[0] == 200:
-                    break
-            except OSError:
-                time.sleep(0.1)
+        wait_ready(http)
         st, ready = http.call("GET", "/health/ready", token="")
         assert "/onscratch" in ready["shares"]
         http.login("admin", ADMIN_PW)
