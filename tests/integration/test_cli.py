@@ -51,6 +51,7 @@ def test_start_daemon_status_stop(tmp_path):
     data = yaml.safe_load(cfg.read_text())
     data["nfs"].update(port=free_port(), bind="127.0.0.1")
     data["smb"].update(port=free_port(), bind="127.0.0.1")
+    data["api"].update(port=free_port())
     cfg.write_text(yaml.safe_dump(data))
     assert run("status", "-c", str(cfg)).returncode == 3
     r = run("start", "-c", str(cfg), "--daemon")
