@@ -34,6 +34,7 @@ class Share:
     # Control-plane permissions: {"users": {uid: level}, "groups": {gid: level}}, or None
     # when the share has none (then only the Unix permission bits decide).
     acl: dict | None = None
+    _allowed: dict = field(default_factory=dict, repr=False, compare=False)
 
     def level(self, uid: int, gid: int, gids: tuple[int, ...] = ()) -> str:
         """none | read | read-write | admin for a client identity (before squashing)."""
@@ -58,6 +59,17 @@ class Share:
         return f"{self.store.name}/{fileid:016x}"
 
     def client_allowed(self, host: str) -> bool:
+        """Whether ``host`` is inside ``networks``; answered from a per-host cache on the
+        request path (parsing the address cost ~7% of a READ's CPU)."""
+        cache = self._allowed
+        ok = cache.get(host)
+        if ok is None:
+            if len(cache) > 4096:
+                cache.clear()
+            ok = cache[host] = self._client_allowed(host)
+        return ok
+
+    def _client_allowed(self, host: str) -> bool:
         try:
             addr = ipaddress.ip_address(host)
         except ValueError:
