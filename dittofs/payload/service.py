@@ -224,9 +224,9 @@ class CachedPayloadService:
         await self.transfer.ensure_complete(b, retry=False)
         return b
 
-    async def _truncate(self, cid: str, size: int, segment: int) -> None:
+    async def _truncate(self, cid: str, size: int, segment: int, durable: bool = True) -> None:
         keep, tail = divmod(size, BLOCK_SIZE)
-        await self.transfer.drop_from(cid, keep + (1 if tail else 0))
+        await self.transfer.drop_from(cid, keep + (1 if tail else 0), durable)
         if tail:
             b = self.cache.get(cid, keep)
             if b is None:
@@ -244,14 +244,19 @@ class CachedPayloadService:
             W.OP_TRUNCATE, content_id, size, b"", sync)
         if durable is not None and sync:
             await durable
-        await self._truncate(content_id, size, segment)
+        # The synced WAL record stands for the block-map change: it need not sync again.
+        await self._truncate(content_id, size, segment, durable=not (durable is not None
+                                                                      and sync))
 
     async def delete(self, content_id: str, sync: bool = True) -> None:
+        logged = False
         if self.wal is not None:
             _, durable = self.wal.append(W.OP_DELETE, content_id, 0, b"", sync)
             if sync:
                 await durable
-        await self.transfer.drop_from(content_id, 0)
+                logged = True
+        # With the delete synced in the WAL, a lost block-map change is redone by replay.
+        await self.transfer.drop_from(content_id, 0, durable=not logged)
 
     async def flush(self, content_id: str, remote: bool = False) -> None:
         with tracing.span("cache.flush", **{"dittofs.remote": remote}):

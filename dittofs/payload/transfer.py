@@ -257,8 +257,11 @@ class TransferManager:
         finally:
             self.digest_locks.release(digest, lock)
 
-    async def drop_from(self, cid: str, first_idx: int) -> None:
-        """Forget blocks ``first_idx`` and later of ``cid``: cache, block map, references."""
+    async def drop_from(self, cid: str, first_idx: int, durable: bool = True) -> None:
+        """Forget blocks ``first_idx`` and later of ``cid``: cache, block map, references.
+
+        ``durable`` False when a synced WAL record (delete, truncate) already stands for
+        this change: a crash that loses it replays the record, which drops again."""
         for b in self.cache.file_blocks(cid):
             if b.idx >= first_idx:
                 self.cache.drop(cid, b.idx)
@@ -273,7 +276,7 @@ class TransferManager:
                         if t.block_decref(digest) == 0:
                             gone.append(digest)
                 return gone
-            released = await self.objects.transact(fn)
+            released = await self.objects.transact(fn, durable=durable)
         finally:
             self.content_locks.release(cid, lock)
         for digest in released:

@@ -296,3 +296,44 @@ async def test_writeback_tier_is_fsynced_within_the_interval(hash_pool, tmp_path
     recs = list(W.Wal(tmp_path / "wal").replay())
     assert [r.data for r in recs] == [b"acknowledged from memory"]
     await p.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_delete_with_a_synced_wal_record_is_redone_by_replay(hash_pool, tmp_path):
+    """delete() makes its block-map change without a sync of its own when its WAL record is
+    synced: if a crash loses that change (here: the map is put back as it was), replaying
+    the record drops the blocks and releases them again."""
+    objects = MemoryMetadataStore("m")
+    store = MemoryBlockStore()
+    p = make(hash_pool, store=store, objects=objects, wal_dir=tmp_path / "wal")
+    await p.start()
+    data = os.urandom(BLOCK_SIZE + 100)
+    await p.write_at("f", 0, data)
+    await p.flush("f", remote=True)
+    before = await objects.transact(lambda t: dict(t.object_blocks("f")), write=False)
+    assert len(before) == 2 and len(store.blobs) == 2
+    seen = []
+    real = objects.transact
+
+    def spy(fn, write=True, durable=True):
+        seen.append(durable)
+        return real(fn, write, durable)
+    objects.transact = spy
+    await p.delete("f")
+    objects.transact = real
+    assert False in seen  # the block-map change did not ask for its own sync
+    assert store.blobs == {}
+    p._ticker.stop()  # crash: and the unsynced block-map change is lost with it
+    p.wal.close()
+
+    def restore(t):
+        for idx, digest in before.items():
+            t.set_object_block("f", idx, digest)
+            t.block_incref(digest, BLOCK_SIZE)
+    await objects.transact(restore)
+    q = make(hash_pool, store=store, objects=objects, wal_dir=tmp_path / "wal")
+    await q.start()
+    assert await objects.transact(lambda t: dict(t.object_blocks("f")), write=False) == {}
+    assert await objects.transact(lambda t: t.block_totals(), write=False) == (0, 0)
+    assert await q.read_at("f", 0, 10) == bytes(10)
+    await q.close()
