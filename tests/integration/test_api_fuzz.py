@@ -20,7 +20,7 @@ SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 
 @pytest.mark.skipif(not SCHEMATHESIS.exists() and not shutil.which("schemathesis"),
                     reason="schemathesis is not installed")
-def test_schemathesis_finds_no_server_error(request):
+def test_schemathesis_finds_no_server_error(request, tmp_path):
     srv, http = start(request, "sqlite", limit=0)
     try:
         token = http.login("admin", ADMIN_PW)["access_token"]
@@ -28,7 +28,8 @@ def test_schemathesis_finds_no_server_error(request):
         r = subprocess.run([exe, "run", http.base + "/openapi.json", "--checks",
                             "not_a_server_error", "-H", f"Authorization: Bearer {token}",
                             "-n", "30", "--seed", "1", "-w", "1"],
-                           capture_output=True, text=True, timeout=600)
+                           capture_output=True, text=True, timeout=600,
+                           cwd=tmp_path)  # its example cache stays out of the checkout
         assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
         assert " passed" in r.stdout and "failed" not in r.stdout.split("SUMMARY")[-1]
     finally:
