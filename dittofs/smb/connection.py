@@ -171,7 +171,7 @@ class Connection:
         prev_session = prev_tree = None
         prev_file: bytes | None = None
         prev_status = 0
-        last_session: Session | None = None
+        chained = len(parts) > 1
         for i, (hdr, raw) in enumerate(parts):
             related = bool(hdr.flags & Flags.RELATED_OPERATIONS) and i > 0
             if hdr.command == Command.CANCEL:
@@ -188,10 +188,11 @@ class Connection:
                 prev_file = ctx.new_file
             prev_status = reply.status if reply.status not in (0, Status.PENDING) else 0
             if isinstance(reply, PendingReply):
-                out.append(self._build(ctx, Status.PENDING, M.error_body(), interim=reply))
+                out.append(self._build(ctx, Status.PENDING, M.error_body(), interim=reply,
+                                       chained=chained))
                 self._await_pending(ctx, reply)
             else:
-                out.append(self._build(ctx, reply.status, reply.body))
+                out.append(self._build(ctx, reply.status, reply.body, chained=chained))
                 self.server.observe(hdr.command, reply.status, ctx.started)
             if self.server.trace:
                 log.debug("SMB2.{command} mid={mid} session={sid:#x} user={user} "
@@ -204,7 +205,6 @@ class Connection:
             if ctx.after_build is not None:
                 msg = out[-1]
                 ctx.after_build(bytes(msg) if isinstance(msg, bytearray) else b"".join(msg))
-            last_session = ctx.session
             if self.closed:
                 return
         if not out:
@@ -221,7 +221,7 @@ class Connection:
             chunks.append(msg)
         # Signatures cover each response with its padding, so sign after chaining.
         for msg in chunks:
-            if msg[16] & Flags.SIGNED and last_session is not None:
+            if msg[16] & Flags.SIGNED:
                 s = self.sessions.get(struct.unpack_from("<Q", msg, 40)[0])
                 if s is not None and s.signing_key:
                     signing.sign(self.dialect, s.signing_key, msg)
@@ -327,7 +327,11 @@ class Connection:
         elif s.signing_required and s.valid:
             raise SmbError(Status.ACCESS_DENIED, "unsigned request on a signed session")
 
-    def _build(self, ctx: "Context", status: int, body: Any, interim: Any = None) -> Any:
+    def _build(self, ctx: "Context", status: int, body: Any, interim: Any = None,
+               chained: bool = False) -> Any:
+        """The response's bytes (a list of chunks, or a bytearray when signed).  A response
+        ``chained`` into a compound gets the SIGNED flag but is signed by ``_process`` once
+        its padding and NextCommand are final."""
         hdr = ctx.hdr
         flags = Flags.SERVER_TO_REDIR
         if ctx.related:
@@ -336,8 +340,7 @@ class Connection:
         if interim is not None:
             flags |= Flags.ASYNC_COMMAND
             async_id = interim.async_id = next(self.async_ids)
-        credits = self._grant(hdr.credits if hdr.command != Command.NEGOTIATE or hdr.credits
-                              else 1)
+        credits = self._grant(hdr.credits)
         s = ctx.session if isinstance(ctx.session, Session) else None
         sign = (s is not None and bool(s.signing_key) and interim is None
                 and (ctx.signed or s.signing_required or ctx.sign_reply))
@@ -352,7 +355,8 @@ class Connection:
                     msg += b
             else:
                 msg += body
-            signing.sign(self.dialect, s.signing_key, msg)
+            if not chained:
+                signing.sign(self.dialect, s.signing_key, msg)
             return msg
         if isinstance(body, list):
             return [out, *body]
