@@ -190,7 +190,7 @@ class SmbHandlers(InfoHandlers):
             raise SmbError(Status.ACCESS_DENIED, "client address not allowed")
         level = "read-write"
         if s.anonymous:
-            if not getattr(share, "guest_ok", False):
+            if not share.guest_ok:
                 raise SmbError(Status.ACCESS_DENIED, "guest access not allowed")
             ident = share.anonymous()
             if share.acl is not None:
@@ -201,7 +201,7 @@ class SmbHandlers(InfoHandlers):
             level = share.level(u.uid, u.gid, u.gids)
         if level == "none":
             raise SmbError(Status.ACCESS_DENIED, f"no permission on share {name}")
-        signed = bool(getattr(share, "smb_signing_required", False))
+        signed = share.smb_signing_required
         if signed and not ctx.signed:
             raise SmbError(Status.ACCESS_DENIED, f"share {name} requires signed requests")
         tree = Tree(next(s.tree_ids), share, ident, name, signed, level == "read")

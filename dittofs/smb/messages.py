@@ -135,8 +135,11 @@ def parse_simple(msg: bytes, what: str) -> None:
 # -- TREE_CONNECT ------------------------------------------------------------------
 
 
+_TREE_REQ = struct.Struct("<HHHH")
+
+
 def parse_tree_connect(msg: bytes) -> str:
-    (_, _, off, n) = _fixed(msg, struct.Struct("<HHHH"), 9, "TREE_CONNECT")
+    (_, _, off, n) = _fixed(msg, _TREE_REQ, 9, "TREE_CONNECT")
     return _buf(msg, off, n, "path").decode("utf-16-le", "replace")
 
 
@@ -218,8 +221,11 @@ def create_response(action: int, times: tuple[int, int, int, int], alloc: int, e
 # -- CLOSE / FLUSH -------------------------------------------------------------------
 
 
+_FILE_ID_REQ = struct.Struct("<HHI16s")  # CLOSE, FLUSH and LOCK begin alike
+
+
 def parse_close(msg: bytes) -> tuple[int, bytes]:
-    (_, flags, _, fid) = _fixed(msg, struct.Struct("<HHI16s"), 24, "CLOSE")
+    (_, flags, _, fid) = _fixed(msg, _FILE_ID_REQ, 24, "CLOSE")
     return flags, fid
 
 
@@ -232,7 +238,7 @@ def close_response(flags: int, times: tuple[int, int, int, int] | None = None, a
 
 
 def parse_flush(msg: bytes) -> bytes:
-    (_, _, _, fid) = _fixed(msg, struct.Struct("<HHI16s"), 24, "FLUSH")
+    (_, _, _, fid) = _fixed(msg, _FILE_ID_REQ, 24, "FLUSH")
     return fid
 
 
@@ -285,7 +291,7 @@ LOCK_SHARED, LOCK_EXCLUSIVE, LOCK_UNLOCK, LOCK_FAIL_IMMEDIATELY = 1, 2, 4, 0x10
 
 
 def parse_lock(msg: bytes) -> tuple[bytes, list[tuple[int, int, int]]]:
-    (_, count, _, fid) = _fixed(msg, struct.Struct("<HHI16s"), 48, "LOCK")
+    (_, count, _, fid) = _fixed(msg, _FILE_ID_REQ, 48, "LOCK")
     if count == 0 or HDR + 24 + 24 * count > len(msg):
         raise BadRequest("LOCK: lock count")
     locks = [struct.unpack_from("<QQI", msg, HDR + 24 + 24 * i) for i in range(count)]
@@ -330,8 +336,11 @@ class QueryDirectoryRequest(NamedTuple):
     output_length: int
 
 
+_QUERY_DIR_REQ = struct.Struct("<HBBI16sHHI")
+
+
 def parse_query_directory(msg: bytes) -> QueryDirectoryRequest:
-    (_, cls, flags, _, fid, off, n, out_len) = _fixed(msg, struct.Struct("<HBBI16sHHI"), 33,
+    (_, cls, flags, _, fid, off, n, out_len) = _fixed(msg, _QUERY_DIR_REQ, 33,
                                                       "QUERY_DIRECTORY")
     pattern = _buf(msg, off, n, "pattern").decode("utf-16-le", "surrogatepass")
     return QueryDirectoryRequest(cls, flags, fid, pattern, out_len)
@@ -357,9 +366,12 @@ class QueryInfoRequest(NamedTuple):
     input: bytes
 
 
+_QUERY_INFO_REQ = struct.Struct("<HBBIHHIII16s")
+
+
 def parse_query_info(msg: bytes) -> QueryInfoRequest:
     (_, itype, cls, out_len, in_off, _, in_n, addl, flags, fid) = _fixed(
-        msg, struct.Struct("<HBBIHHIII16s"), 41, "QUERY_INFO")
+        msg, _QUERY_INFO_REQ, 41, "QUERY_INFO")
     return QueryInfoRequest(itype, cls, out_len, addl, flags, fid,
                             _buf(msg, in_off, in_n, "input"))
 
@@ -372,9 +384,11 @@ class SetInfoRequest(NamedTuple):
     data: bytes
 
 
+_SET_INFO_REQ = struct.Struct("<HBBIHHI16s")
+
+
 def parse_set_info(msg: bytes) -> SetInfoRequest:
-    (_, itype, cls, n, off, _, addl, fid) = _fixed(msg, struct.Struct("<HBBIHHI16s"), 33,
-                                                   "SET_INFO")
+    (_, itype, cls, n, off, _, addl, fid) = _fixed(msg, _SET_INFO_REQ, 33, "SET_INFO")
     return SetInfoRequest(itype, cls, addl, fid, _buf(msg, off, n, "buffer"))
 
 
@@ -394,7 +408,9 @@ class ChangeNotifyRequest(NamedTuple):
     completion_filter: int
 
 
+_NOTIFY_REQ = struct.Struct("<HHI16sII")
+
+
 def parse_change_notify(msg: bytes) -> ChangeNotifyRequest:
-    (_, flags, out_len, fid, filt, _) = _fixed(msg, struct.Struct("<HHI16sII"), 32,
-                                               "CHANGE_NOTIFY")
+    (_, flags, out_len, fid, filt, _) = _fixed(msg, _NOTIFY_REQ, 32, "CHANGE_NOTIFY")
     return ChangeNotifyRequest(flags, out_len, fid, filt)
