@@ -42,6 +42,19 @@ def _json(request: Any, status: int, body: Any) -> bytes:
     return json.dumps(body).encode()
 
 
+def _no_content(request: Any) -> bytes:
+    request.setResponseCode(204)
+    return b""
+
+
+def _user_named(s: Any, name: str) -> m.User | None:
+    return s.scalars(select(m.User).where(m.User.name == name)).first()
+
+
+def _group_named(s: Any, name: str) -> m.Group | None:
+    return s.scalars(select(m.Group).where(m.Group.name == name)).first()
+
+
 def _body(request: Any) -> dict:
     raw = request.content.read(MAX_BODY + 1)
     if len(raw) > MAX_BODY:
@@ -153,7 +166,7 @@ class Api:
         if self.limiter.blocked(host):
             raise ApiError(429, "too many failed logins; try later")
         user = await self.db.run(
-            lambda s: s.scalars(select(m.User).where(m.User.name == name)).first())
+            lambda s: _user_named(s, name))
         ok = user is not None and await self.db.pool.run(auth.verify_password,
                                                          user.password_hash, password)
         if not ok:
@@ -177,7 +190,7 @@ class Api:
         except auth.TokenError as e:
             raise ApiError(401, f"invalid refresh token: {e}") from None
         user = await self.db.run(
-            lambda s: s.scalars(select(m.User).where(m.User.name == claims["sub"])).first())
+            lambda s: _user_named(s, claims["sub"]))
         if user is None:
             raise ApiError(401, "the user no longer exists")
         return _json(request, 200, self._token_pair(user.name, user.is_admin,
@@ -218,7 +231,7 @@ class Api:
 
     async def _user(self, name: str) -> m.User:
         u = await self.db.run(
-            lambda s: s.scalars(select(m.User).where(m.User.name == name)).first())
+            lambda s: _user_named(s, name))
         if u is None:
             raise ApiError(404, f"no user {name}")
         return u
@@ -238,7 +251,7 @@ class Api:
                                                        ("is_admin", bool)) if k in data}
 
         def change(s: Any) -> m.User | None:
-            u = s.scalars(select(m.User).where(m.User.name == name)).first()
+            u = _user_named(s, name)
             if u is not None:
                 for k, v in changes.items():
                     setattr(u, k, v)
@@ -258,8 +271,7 @@ class Api:
         await self._user(name)
         await self.db.run(lambda s: s.execute(delete(m.User).where(m.User.name == name)))
         await self.control.refresh_users()
-        request.setResponseCode(204)
-        return b""
+        return _no_content(request)
 
     @app.route("/api/v1/users/<name>/password", methods=["POST"])
     async def set_password(self, request: Any, name: str) -> bytes:
@@ -278,13 +290,12 @@ class Api:
         pw_hash, nt = await self.db.pool.run(auth.hash_password, new)
 
         def change(s: Any) -> None:
-            u = s.scalars(select(m.User).where(m.User.name == name)).one()
+            u = _user_named(s, name)
             u.password_hash, u.nt_hash = pw_hash, nt
             u.must_change_password = False
         await self.db.run(change)
         await self.control.refresh_users()
-        request.setResponseCode(204)
-        return b""
+        return _no_content(request)
 
     # -- groups and membership -------------------------------------------------------------
 
@@ -323,8 +334,7 @@ class Api:
             raise ApiError(404, f"no group {name}")
         await self.control.refresh_users()
         await self.control.refresh_acls()
-        request.setResponseCode(204)
-        return b""
+        return _no_content(request)
 
     @app.route("/api/v1/groups/<group>/members/<user>", methods=["PUT", "DELETE"])
     async def membership(self, request: Any, group: str, user: str) -> bytes:
@@ -332,8 +342,8 @@ class Api:
         adding = request.method == b"PUT"
 
         def change(s: Any) -> bool:
-            g = s.scalars(select(m.Group).where(m.Group.name == group)).first()
-            u = s.scalars(select(m.User).where(m.User.name == user)).first()
+            g = _group_named(s, group)
+            u = _user_named(s, user)
             if g is None or u is None:
                 return False
             s.execute(delete(m.Membership).where(m.Membership.user_id == u.id,
@@ -344,8 +354,7 @@ class Api:
         if not await self.db.run(change):
             raise ApiError(404, f"no group {group} or no user {user}")
         await self.control.refresh_users()
-        request.setResponseCode(204)
-        return b""
+        return _no_content(request)
 
     # -- shares ----------------------------------------------------------------------------
 
@@ -439,8 +448,7 @@ class Api:
                                 "there")
         if path in self.control.runtime.shares.by_name:
             self.control.runtime.remove_share(path)
-        request.setResponseCode(204)
-        return b""
+        return _no_content(request)
 
     # -- share permissions -----------------------------------------------------------------
 
@@ -476,10 +484,10 @@ class Api:
             if s.get(m.Share, share) is None:
                 return f"no share {share}"
             if who_user is not None:
-                row = s.scalars(select(m.User).where(m.User.name == who_user)).first()
+                row = _user_named(s, who_user)
                 col, ident = m.SharePermission.user_id, row.id if row else None
             else:
-                row = s.scalars(select(m.Group).where(m.Group.name == who_group)).first()
+                row = _group_named(s, who_group)
                 col, ident = m.SharePermission.group_id, row.id if row else None
             if ident is None:
                 return f"no such {'user' if who_user else 'group'}"
@@ -494,8 +502,7 @@ class Api:
         if err:
             raise ApiError(404, err)
         await self.control.refresh_acls()
-        request.setResponseCode(204)
-        return b""
+        return _no_content(request)
 
     # -- stores ------------------------------------------------------------------------------
 
@@ -552,8 +559,7 @@ class Api:
             raise ApiError(409, str(e)) from None
         model = m.MetadataStore if kind == "metadata" else m.BlockStore
         await self.db.run(lambda s: s.execute(delete(model).where(model.name == name)))
-        request.setResponseCode(204)
-        return b""
+        return _no_content(request)
 
     # -- adapters and settings -------------------------------------------------------------
 
