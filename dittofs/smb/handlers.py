@@ -149,24 +149,26 @@ class SmbHandlers(InfoHandlers):
             m &= ~WRITE_BITS
         return m
 
-    async def _walk(self, tree: Tree, parts: list[str]) -> tuple[FileRecord, FileRecord | None]:
-        """(parent directory, leaf or None) for a path from the share root."""
+    async def _walk(self, tree: Tree, parts: list[str]) -> tuple[int, FileRecord | None]:
+        """(parent directory id, leaf or None) for a path from the share root; the empty
+        path is the root itself."""
         share = tree.share
-        d = await self.md.getattr(share, share.root_id)
         if not parts:
-            return d, d
+            return share.root_id, await self.md.getattr(share, share.root_id)
+        dir_id = share.root_id
         for comp in parts[:-1]:
             try:
-                d, _ = await self.md.lookup(share, tree.ident, d.fileid, encode_name(comp))
+                d, _ = await self.md.lookup(share, tree.ident, dir_id, encode_name(comp))
             except (E.NotFound, E.NotDirectory):
                 raise SmbError(Status.OBJECT_PATH_NOT_FOUND) from None
             if d.ftype != FileType.DIR:
                 raise SmbError(Status.OBJECT_PATH_NOT_FOUND)
+            dir_id = d.fileid
         try:
-            leaf, _ = await self.md.lookup(share, tree.ident, d.fileid, encode_name(parts[-1]))
+            leaf, _ = await self.md.lookup(share, tree.ident, dir_id, encode_name(parts[-1]))
         except E.NotFound:
             leaf = None
-        return d, leaf
+        return dir_id, leaf
 
     @staticmethod
     def _sync(share: Any) -> bool:
@@ -249,7 +251,7 @@ class SmbHandlers(InfoHandlers):
             raise SmbError(Status.INVALID_PARAMETER, "delete-on-close without DELETE")
         share = tree.share
         parts = split_path(req.name)
-        parent, rec = await self._walk(tree, parts)
+        parent_id, rec = await self._walk(tree, parts)
         action = OPENED
         want_dir = bool(req.options & DIRECTORY_FILE)
         if rec is not None and parts:
@@ -289,7 +291,7 @@ class SmbHandlers(InfoHandlers):
             mode = 0o755 if want_dir else 0o644
             if req.file_attributes & FI.ATTR_READONLY:
                 mode &= ~0o222
-            made = await self.md.create(share, tree.ident, parent.fileid, encode_name(parts[-1]),
+            made = await self.md.create(share, tree.ident, parent_id, encode_name(parts[-1]),
                                         ftype, SetAttrs(mode=mode))
             rec = made.file
             action = CREATED
@@ -303,7 +305,7 @@ class SmbHandlers(InfoHandlers):
         if state is None:
             state = self.files[key] = FileState()
         op = self._new_open(ctx, fileid=rec.fileid, is_dir=rec.ftype == FileType.DIR,
-                            parent=parent.fileid, leaf=encode_name(parts[-1]) if parts else b"",
+                            parent=parent_id, leaf=encode_name(parts[-1]) if parts else b"",
                             path="\\" + "\\".join(parts), access=access,
                             share_access=req.share_access, state=state)
         state.opens.append(op)

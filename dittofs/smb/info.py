@@ -285,9 +285,7 @@ class InfoHandlers:
             raise SmbError(Status.ACCESS_DENIED)
         if not op.leaf:
             raise SmbError(Status.ACCESS_DENIED, "rename of the share root")
-        d, existing = await self._walk(tree, parts)
-        if d.ftype != FileType.DIR:
-            raise SmbError(Status.OBJECT_PATH_NOT_FOUND)
+        dir_id, existing = await self._walk(tree, parts)  # a directory, or it raised
         name = encode_name(parts[-1])
         if existing is not None and existing.fileid != op.fileid:
             if not replace:
@@ -298,14 +296,14 @@ class InfoHandlers:
             if existing.ftype == FileType.DIR:
                 raise SmbError(Status.ACCESS_DENIED, "target is a directory")
         if link:
-            await self.md.link(share, tree.ident, op.fileid, d.fileid, name)
+            await self.md.link(share, tree.ident, op.fileid, dir_id, name)
             return Reply(Status.SUCCESS, M.set_info_response())
-        r = await self.md.rename(share, tree.ident, op.parent, op.leaf, d.fileid, name)
+        r = await self.md.rename(share, tree.ident, op.parent, op.leaf, dir_id, name)
         if r.replaced is not None and r.replaced.ftype == FileType.REG:
             await share.payload.delete(share.content_id(r.replaced.fileid), self._sync(share))
         new_path = "\\" + "\\".join(parts)
         for other in list(op.state.opens) if op.state else [op]:
-            other.parent, other.leaf, other.path = d.fileid, name, new_path
+            other.parent, other.leaf, other.path = dir_id, name, new_path
         return Reply(Status.SUCCESS, M.set_info_response())
 
     async def oplock_break(self, ctx: Context) -> Reply:
