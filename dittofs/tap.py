@@ -33,7 +33,6 @@ def tune_malloc() -> None:
 
 
 def makeService(options: Any) -> Any:
-    from dittofs.nfs.adapter import NfsAdapter
     from dittofs.runtime.service import Runtime
 
     try:
@@ -63,12 +62,9 @@ def makeService(options: Any) -> Any:
     except ConfigError as e:
         sys.stderr.write(f"dittofs: configuration error: {e}\n")
         raise SystemExit(2) from None
-    if cfg.nfs.enabled:
-        adapter = NfsAdapter(runtime, cfg.nfs.bind, cfg.nfs.port, cfg.nfs.max_record)
-        adapter.setServiceParent(runtime)
-    if cfg.smb.enabled:
-        from dittofs.smb.adapter import SmbAdapter
-        SmbAdapter(runtime).setServiceParent(runtime)
+    for kind in ("nfs", "smb"):
+        if getattr(cfg, kind).enabled:
+            runtime.add_adapter(kind)
     if cfg.api.enabled:
         from dittofs.control.service import ControlPlane
         ControlPlane(runtime).setServiceParent(runtime)

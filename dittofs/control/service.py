@@ -215,14 +215,7 @@ class ControlPlane(Service):
         if not enabled:
             log.info("{kind} adapter stopped", kind=kind)
             return
-        if kind == "nfs":
-            from dittofs.nfs.adapter import NfsAdapter
-            nfs = self.runtime.config.nfs
-            new = NfsAdapter(self.runtime, nfs.bind, port, nfs.max_record)
-        else:
-            from dittofs.smb.adapter import SmbAdapter
-            new = SmbAdapter(self.runtime, port=port)
-        new.setServiceParent(self.runtime)
+        self.runtime.add_adapter(kind, port)
 
     async def load_settings(self) -> None:
         rows = await self.db.run(lambda s: list(s.scalars(select(m.Setting))))

@@ -123,6 +123,20 @@ class Runtime(MultiService):
                  name=sc.name, ms=sc.metadata_store, bs=sc.block_store)
         return share
 
+    def add_adapter(self, kind: str, port: int | None = None) -> Any:
+        """Serve ``kind`` (nfs | smb) as configured, on ``port`` if given; started at once
+        when the runtime runs."""
+        if kind == "nfs":
+            from dittofs.nfs.adapter import NfsAdapter
+            nfs = self.config.nfs
+            adapter = NfsAdapter(self, nfs.bind, nfs.port if port is None else port,
+                                 nfs.max_record)
+        else:
+            from dittofs.smb.adapter import SmbAdapter
+            adapter = SmbAdapter(self, port=port)
+        adapter.setServiceParent(self)
+        return adapter
+
     def remove_share(self, name: str) -> None:
         """Stop serving ``name``: new mounts and tree connects are refused, and handles of
         it become stale.  Its files stay in the stores."""
