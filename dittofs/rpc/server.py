@@ -28,6 +28,7 @@ from dittofs.rpc.message import (
 from dittofs.rpc.program import CallContext, Program
 from dittofs.rpc.record import DEFAULT_MAX_RECORD, RecordError, RecordReader, frame
 from dittofs.rpc.xdr import Packer, Unpacker, XdrError
+from dittofs.sendnow import send_now
 
 log = Logger(namespace="dittofs.rpc")
 
@@ -193,7 +194,7 @@ class RpcProtocol(Protocol):
 
     def _write(self, chunks: list) -> None:
         if not self.closing:
-            self.transport.writeSequence(chunks)
+            send_now(self.transport, chunks)
 
     def _write_failed(self, failure: Failure) -> None:
         log.failure("rpc: cannot send a reply to {client}", failure, client=self.client)

@@ -12,6 +12,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from dittofs.draining import DrainingFactory
+from dittofs.sendnow import send_now
 from dittofs.smb import ntlmssp
 from dittofs.smb.connection import Connection
 from dittofs.smb.handlers import SmbHandlers
@@ -86,7 +87,7 @@ class SmbProtocol(Protocol):
 
     def _send(self, chunks: list) -> None:
         n = sum(len(c) for c in chunks)
-        self.transport.writeSequence([frame_header(n), *chunks])
+        send_now(self.transport, [frame_header(n), *chunks])
 
     def _pause(self) -> None:
         if not self.paused:
