@@ -77,6 +77,7 @@ class Wal:
         self.segment_bytes = segment_bytes
         existing = self.segments()
         self.segment = (existing[-1] + 1) if existing else 1  # never append to an old one
+        self._oldest = existing[0] if existing else self.segment  # the oldest not trimmed
         self._seg_size = 0
         self._fd: int | None = None
         self._fd_seg = 0
@@ -152,13 +153,15 @@ class Wal:
         return [(True, None)] * len(batch)
 
     def trim(self, keep_from: int) -> None:
-        """Delete segments older than ``keep_from`` (never the one being appended to)."""
-        for n in self.segments():
-            if n < keep_from and n < self.segment and n != self._fd_seg:
-                try:
-                    self._path(n).unlink()
-                except FileNotFoundError:
-                    pass
+        """Delete segments older than ``keep_from`` (never the one being appended to).
+        Called after every upload: it walks the numbers, not the directory."""
+        stop = min(keep_from, self.segment)
+        while self._oldest < stop and self._oldest != self._fd_seg:
+            try:
+                self._path(self._oldest).unlink()
+            except FileNotFoundError:
+                pass
+            self._oldest += 1
 
     def size(self) -> int:
         return sum(self._path(n).stat().st_size for n in self.segments()

@@ -288,11 +288,15 @@ async def test_fs_block_store_atomic_files(tmp_path):
 async def test_writeback_tier_is_fsynced_within_the_interval(hash_pool, tmp_path):
     p = CachedPayloadService("p", MemoryBlockStore(), MemoryMetadataStore("m"), hash_pool,
                              wal=W.Wal(tmp_path / "wal"), wal_sync_ms=100)
+    synced = []
+    real_sync = p.objects.sync
+    p.objects.sync = lambda: synced.append(p.wal.syncs) or real_sync()
     await p.start()
     await p.write_at("f", 0, b"acknowledged from memory", sync=False)
     assert p.wal.syncs == 0
     await _settle(0.4)
     assert p.wal.syncs >= 1
+    assert synced and synced[0] >= 1  # the metadata store too, after the WAL
     recs = list(W.Wal(tmp_path / "wal").replay())
     assert [r.data for r in recs] == [b"acknowledged from memory"]
     await p.close()
@@ -337,3 +341,28 @@ async def test_delete_with_a_synced_wal_record_is_redone_by_replay(hash_pool, tm
     assert await objects.transact(lambda t: t.block_totals(), write=False) == (0, 0)
     assert await q.read_at("f", 0, 10) == bytes(10)
     await q.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_wal_trim_deletes_only_segments_no_longer_needed(tmp_path):
+    wal = W.Wal(tmp_path / "wal", segment_bytes=200)
+    segs = []
+    for i in range(6):
+        seg, d = wal.append(W.OP_WRITE, "f", i * 150, b"x" * 150, sync=False)
+        await d
+        segs.append(seg)
+    assert segs == [1, 2, 3, 4, 5, 6] and wal.segments() == segs
+    wal.trim(3)
+    assert wal.segments() == [3, 4, 5, 6]
+    wal.trim(2)  # older than what is gone already: nothing to do
+    assert wal.segments() == [3, 4, 5, 6]
+    wal.trim(100)  # never the segment being appended to
+    assert wal.segments() == [6]
+    wal.close()
+    again = W.Wal(tmp_path / "wal", segment_bytes=200)  # a restart starts a new segment
+    seg, d = again.append(W.OP_WRITE, "f", 0, b"y", sync=True)
+    await d
+    assert seg == 7
+    again.trim(7)
+    assert again.segments() == [7]
+    again.close()
