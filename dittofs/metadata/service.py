@@ -39,6 +39,7 @@ class ShareLike(Protocol):
     name: str
     store: Any
     read_only: bool
+    synchronous: bool  # False (writeback tier): changes are synced in the background
 
 
 class Unlinked(NamedTuple):
@@ -235,7 +236,7 @@ class MetadataService:
             txn.set_root(share.name, fid)
             txn.add_usage(1, 0)
             return fid
-        return await share.store.transact(fn)
+        return await share.store.transact(fn, durable=share.synchronous)
 
     async def setattr(self, share: ShareLike, ident: Identity, fileid: int, attrs: SetAttrs,
                       guard_ctime: int | None = None) -> tuple[WccAttr, FileRecord]:
@@ -253,7 +254,7 @@ class MetadataService:
                 if new.size != rec.size:
                     txn.add_usage(0, new.size - rec.size)
             return pre, new
-        return await share.store.transact(fn)
+        return await share.store.transact(fn, durable=share.synchronous)
 
     def _apply(self, ident: Identity, rec: FileRecord, a: SetAttrs) -> FileRecord:
         owner = ident.uid == 0 or ident.uid == rec.uid
@@ -375,7 +376,7 @@ class MetadataService:
             txn.put(d)
             txn.add_usage(1, size)
             return Created(pre, d, rec)
-        made = await share.store.transact(fn)
+        made = await share.store.transact(fn, durable=share.synchronous)
         if self.listeners and not made.existed:
             self._changed(share, dir_id, ADDED, name)
         return made
@@ -410,7 +411,7 @@ class MetadataService:
             txn.put(d)
             victim, freed = self._drop_link(txn, victim, now)
             return Unlinked(pre, d, victim, freed)
-        gone = await share.store.transact(fn)
+        gone = await share.store.transact(fn, durable=share.synchronous)
         if self.listeners:
             self._changed(share, dir_id, REMOVED, name)
         return gone
@@ -482,7 +483,7 @@ class MetadataService:
                 txn.put(dst_dir)
             txn.put(src_dir)
             return Renamed(from_pre, src_dir, to_pre, dst_dir, replaced)
-        moved = await share.store.transact(fn)
+        moved = await share.store.transact(fn, durable=share.synchronous)
         if self.listeners:
             if from_dir == to_dir:
                 self._changed(share, from_dir, RENAMED_OLD, from_name)
@@ -529,7 +530,7 @@ class MetadataService:
             txn.put(rec)
             txn.put(d)
             return rec, pre, d
-        linked = await share.store.transact(fn)
+        linked = await share.store.transact(fn, durable=share.synchronous)
         if self.listeners:
             self._changed(share, dir_id, ADDED, name)
         return linked
@@ -570,4 +571,4 @@ class MetadataService:
             if size != rec.size:
                 txn.add_usage(0, size - rec.size)
             return pre, new
-        return await share.store.transact(fn, durable=durable)
+        return await share.store.transact(fn, durable=durable and share.synchronous)

@@ -119,11 +119,6 @@ def wcc_attr(w: WccAttr | None) -> WccAttr3 | None:
     return WccAttr3(w.size, m_s, m_n, c_s, c_n)
 
 
-def _sync(share: Share) -> bool:
-    """Whether content changes wait for the WAL fsync before the reply."""
-    return share.durability != "writeback"
-
-
 def to_setattrs(s: Any) -> SetAttrs:
     """sattr3 -> SetAttrs."""
     def how(t: Any) -> tuple[int, int] | None:
@@ -213,7 +208,7 @@ class NfsHandlers:
             attrs = to_setattrs(a.new_attributes)
             pre, post = await self.md.setattr(share, self.identity(share, ctx), fid, attrs, guard)
             if attrs.size is not None and pre.size != post.size:
-                await share.payload.truncate(share.content_id(fid), post.size, _sync(share))
+                await share.payload.truncate(share.content_id(fid), post.size, share.synchronous)
             return OK, WccData(wcc_attr(pre), fattr(share, post))
         except Exception as e:
             return status_of(e, "SETATTR"), await self.fail_wcc(share, fid)
@@ -295,15 +290,15 @@ class NfsHandlers:
                 raise NfsError(NfsStat.NFS3ERR_FBIG)
             await self.md.prepare_write(share, self.identity(share, ctx), fid)
             cid = share.content_id(fid)
-            await share.payload.write_at(cid, a.offset, data[:count], _sync(share))
-            committed = StableHow.UNSTABLE
-            if a.stable != StableHow.UNSTABLE:
-                # The local tier already waited for the WAL fsync in write_at.
-                if share.durability != "local":
-                    await share.payload.flush(cid, share.durability == "remote")
-                committed = StableHow.FILE_SYNC
-            pre, post = await self.md.commit_write(share, fid, a.offset + count,
-                                                   durable=a.stable != StableHow.UNSTABLE)
+            stable = a.stable != StableHow.UNSTABLE
+            # UNSTABLE: acknowledged once in the WAL and the cache (a process crash loses
+            # nothing; a machine crash changes the verifier, so the client writes again).
+            sync = stable and share.synchronous
+            await share.payload.write_at(cid, a.offset, data[:count], sync)
+            if sync and share.durability == "remote":
+                await share.payload.flush(cid, True)
+            pre, post = await self.md.commit_write(share, fid, a.offset + count, durable=sync)
+            committed = StableHow.FILE_SYNC if stable else StableHow.UNSTABLE
             if self.metrics is not None:
                 self.metrics.bytes.labels(share.name, "written").inc(count)
             return OK, C.WriteOk(WccData(wcc_attr(pre), fattr(share, post)), count, committed,
@@ -322,7 +317,7 @@ class NfsHandlers:
                                         ftype, attrs, **kw)
             if made.truncated_from is not None:
                 await share.payload.truncate(share.content_id(made.file.fileid), made.file.size,
-                                             _sync(share))
+                                             share.synchronous)
             return OK, C.CreateOk(self.fh(share, made.file), fattr(share, made.file),
                                   WccData(wcc_attr(made.dir_pre), fattr(share, made.dir_post)))
         except Exception as e:
@@ -365,7 +360,7 @@ class NfsHandlers:
             share, fid = self.resolve(a.dir, ctx, write=True)
             gone = await self.md.remove(share, self.identity(share, ctx), fid, a.name, rmdir)
             if gone.freed and gone.victim.ftype == FileType.REG:
-                await share.payload.delete(share.content_id(gone.victim.fileid), _sync(share))
+                await share.payload.delete(share.content_id(gone.victim.fileid), share.synchronous)
             return OK, WccData(wcc_attr(gone.dir_pre), fattr(share, gone.dir_post))
         except Exception as e:
             return status_of(e, "RMDIR" if rmdir else "REMOVE"), await self.fail_wcc(share, fid)
@@ -387,7 +382,7 @@ class NfsHandlers:
             r = await self.md.rename(share, self.identity(share, ctx), fid, a.from_.name,
                                      to_fid, a.to.name)
             if r.replaced is not None and r.replaced.ftype == FileType.REG:
-                await share.payload.delete(share.content_id(r.replaced.fileid), _sync(share))
+                await share.payload.delete(share.content_id(r.replaced.fileid), share.synchronous)
             return OK, C.RenameWcc(WccData(wcc_attr(r.from_pre), fattr(share, r.from_post)),
                                    WccData(wcc_attr(r.to_pre), fattr(share, r.to_post)))
         except Exception as e:
@@ -507,8 +502,7 @@ class NfsHandlers:
             if rec.ftype != FileType.REG:
                 raise E.IsDirectory("commit") if rec.ftype == FileType.DIR else \
                     E.InvalidArgument("commit")
-            await share.payload.flush(share.content_id(fid), share.durability == "remote")
-            await self.md.sync(share)
+            await share.flush(fid)
             return OK, C.CommitOk(WccData(wcc_attr(WccAttr.of(rec)), fattr(share, rec)),
                                   self.verifier)
         except Exception as e:

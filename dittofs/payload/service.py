@@ -74,8 +74,7 @@ class CachedPayloadService:
             for b in list(self.cache.dirty.values()):
                 self.transfer.schedule(b)
         self._ticker.start(IDLE_TICK, now=False)
-        if self.wal is not None:
-            self._wal_syncer.start(self.wal_sync_s, now=False)
+        self._wal_syncer.start(self.wal_sync_s, now=False)
         self.started = True
         return n
 
@@ -104,11 +103,19 @@ class CachedPayloadService:
         await self.store.close()
 
     def _sync_wal(self) -> None:
-        assert self.wal is not None
-        appended = self.wal.appended
-        if appended != self._synced_bytes:
-            self._synced_bytes = appended
-            self.wal.sync().addErrback(lambda f: log.failure("WAL sync failed", f))
+        """What was acknowledged without an fsync (unstable writes, the writeback tier)
+        reaches stable storage here: the WAL, then the metadata store (block maps, and the
+        namespace of writeback shares on the same store)."""
+        wal: defer.Deferred = defer.succeed(None)
+        if self.wal is not None:
+            appended = self.wal.appended
+            if appended != self._synced_bytes:
+                self._synced_bytes = appended
+                wal = self.wal.sync()
+                wal.addErrback(lambda f: log.failure("WAL sync failed", f))
+        # Sizes only after the bytes they cover: the WAL first.
+        wal.addCallback(lambda _: self.objects.sync())
+        wal.addErrback(lambda f: log.failure("metadata sync failed", f))
 
     def _tick(self) -> None:
         """Upload blocks that were not written since the last tick."""
@@ -170,11 +177,14 @@ class CachedPayloadService:
         self._apply_write(content_id, offset, data, segment)
         self.cache.evict()
         if durable is not None:
+            # Unsynced, it is one write(2) into the page cache, done inline when the WAL
+            # writer is idle: waiting for it keeps acknowledged bytes safe from a crash of
+            # the process (and an append that failed from being acknowledged at all).
             if sync:
                 with tracing.span("wal.fsync"):
                     await durable
             else:
-                durable.addErrback(lambda f: log.failure("WAL append failed", f))
+                await durable
 
     async def read_at(self, content_id: str, offset: int, count: int) -> bytes:
         idx, start = divmod(offset, BLOCK_SIZE)
@@ -244,9 +254,9 @@ class CachedPayloadService:
             W.OP_TRUNCATE, content_id, size, b"", sync)
         if durable is not None and sync:
             await durable
-        # The synced WAL record stands for the block-map change: it need not sync again.
-        await self._truncate(content_id, size, segment, durable=not (durable is not None
-                                                                      and sync))
+        # The synced WAL record stands for the block-map change: it need not sync again;
+        # unsynced (writeback), nothing waits for an fsync.
+        await self._truncate(content_id, size, segment, durable=sync and durable is None)
 
     async def delete(self, content_id: str, sync: bool = True) -> None:
         logged = False
@@ -256,7 +266,7 @@ class CachedPayloadService:
                 await durable
                 logged = True
         # With the delete synced in the WAL, a lost block-map change is redone by replay.
-        await self.transfer.drop_from(content_id, 0, durable=not logged)
+        await self.transfer.drop_from(content_id, 0, durable=sync and not logged)
 
     async def flush(self, content_id: str, remote: bool = False) -> None:
         with tracing.span("cache.flush", **{"dittofs.remote": remote}):

@@ -6,6 +6,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
+from twisted.internet import defer
+
 from dittofs.metadata.permissions import squash
 from dittofs.metadata.types import Identity
 
@@ -53,6 +55,25 @@ class Share:
     @property
     def fsid(self) -> int:
         return self.sid
+
+    @property
+    def synchronous(self) -> bool:
+        """Whether replies wait for stable storage where the protocol asks for it: the
+        namespace changes, stable writes, truncates, deletes, COMMIT and FLUSH (every tier
+        but writeback, where the background sync every ``wal_sync_ms`` does it all)."""
+        return self.durability != "writeback"
+
+    async def flush(self, fileid: int) -> None:
+        """Make what was acknowledged of a file durable per the tier (NFS COMMIT, SMB
+        FLUSH): the WAL (remote: the block store) and the metadata store, synced at once."""
+        if not self.synchronous:
+            return
+        flushed = defer.ensureDeferred(self.payload.flush(self.content_id(fileid),
+                                                          self.durability == "remote"))
+        try:
+            await self.store.sync()
+        finally:
+            await flushed
 
     def content_id(self, fileid: int) -> str:
         """The payload key of a file: unique across every store, stable across restarts."""

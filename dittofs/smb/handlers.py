@@ -170,10 +170,6 @@ class SmbHandlers(InfoHandlers):
             leaf = None
         return dir_id, leaf
 
-    @staticmethod
-    def _sync(share: Any) -> bool:
-        return share.durability != "writeback"
-
     # -- TREE_CONNECT / TREE_DISCONNECT -------------------------------------------------
 
     async def tree_connect(self, ctx: Context) -> Reply:
@@ -280,7 +276,7 @@ class SmbHandlers(InfoHandlers):
                 pre, rec = await self.md.setattr(share, tree.ident, rec.fileid, SetAttrs(size=0))
                 if pre.size:
                     await share.payload.truncate(share.content_id(rec.fileid), 0,
-                                                 self._sync(share))
+                                                 share.synchronous)
                 action = SUPERSEDED if req.disposition == SUPERSEDE else OVERWRITTEN
         else:
             if req.disposition in (OPEN, OVERWRITE):
@@ -397,7 +393,7 @@ class SmbHandlers(InfoHandlers):
                 gone = await self.md.remove(share, op.tree.ident, op.parent, op.leaf, op.is_dir)
                 if gone.freed and gone.victim.ftype == FileType.REG:
                     await share.payload.delete(share.content_id(gone.victim.fileid),
-                                               self._sync(share))
+                                               share.synchronous)
             except E.MetadataError as e:
                 log.info("smb: delete on close of {path} failed: {err}", path=op.path, err=e)
 
@@ -468,12 +464,13 @@ class SmbHandlers(InfoHandlers):
         self._check_locks(op, offset, n, True)
         await self.md.prepare_write(share, op.tree.ident, op.fileid)
         cid = share.content_id(op.fileid)
-        await share.payload.write_at(cid, offset, req.data, self._sync(share))
-        through = bool(req.flags & WRITE_THROUGH_FLAG)
-        if through and share.durability != "local":
-            await share.payload.flush(cid, share.durability == "remote")
-        await self.md.commit_write(share, op.fileid, offset + n,
-                                   durable=through or share.durability != "writeback")
+        # Without WRITE_THROUGH the write is acknowledged once in the WAL and the cache
+        # (a process crash loses nothing); FLUSH, or WRITE_THROUGH, makes it durable.
+        sync = bool(req.flags & WRITE_THROUGH_FLAG) and share.synchronous
+        await share.payload.write_at(cid, offset, req.data, sync)
+        if sync and share.durability == "remote":
+            await share.payload.flush(cid, True)
+        await self.md.commit_write(share, op.fileid, offset + n, durable=sync)
         op.position = offset + n
         self.server.count_bytes(share, "written", n)
         return Reply(Status.SUCCESS, M.write_response(n))
@@ -481,9 +478,7 @@ class SmbHandlers(InfoHandlers):
     async def flush(self, ctx: Context) -> Reply:
         op = self.open_of(ctx, M.parse_flush(ctx.raw))
         if op.pipe is None and not op.is_dir:
-            share = op.tree.share
-            await share.payload.flush(share.content_id(op.fileid), share.durability == "remote")
-            await self.md.sync(share)
+            await op.tree.share.flush(op.fileid)
         return Reply(Status.SUCCESS, M.simple_response())
 
     # -- LOCK --------------------------------------------------------------------------

@@ -235,7 +235,7 @@ class InfoHandlers:
             pre, post = await self.md.setattr(share, tree.ident, op.fileid, SetAttrs(size=size))
             if pre.size != post.size:
                 await share.payload.truncate(share.content_id(op.fileid), post.size,
-                                             self._sync(share))
+                                             share.synchronous)
             return Reply(Status.SUCCESS, M.set_info_response())
         if cls in (FI.FILE_DISPOSITION, FI.FILE_DISPOSITION_EX):
             if len(data) < (4 if cls == FI.FILE_DISPOSITION_EX else 1):
@@ -300,7 +300,7 @@ class InfoHandlers:
             return Reply(Status.SUCCESS, M.set_info_response())
         r = await self.md.rename(share, tree.ident, op.parent, op.leaf, dir_id, name)
         if r.replaced is not None and r.replaced.ftype == FileType.REG:
-            await share.payload.delete(share.content_id(r.replaced.fileid), self._sync(share))
+            await share.payload.delete(share.content_id(r.replaced.fileid), share.synchronous)
         new_path = "\\" + "\\".join(parts)
         for other in list(op.state.opens) if op.state else [op]:
             other.parent, other.leaf, other.path = dir_id, name, new_path

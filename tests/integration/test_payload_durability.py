@@ -90,6 +90,62 @@ def test_remote_tier_survives_sigkill_with_s3(request):
         stop_and_check(srv)
 
 
+@pytest.mark.parametrize("tier", ["writeback", "local"])
+def test_acknowledged_writes_survive_a_process_crash(request, tier):
+    """What a reply acknowledged outlives a SIGKILL of the server in every tier, even
+    with no COMMIT or FLUSH: UNSTABLE NFS writes and SMB writes without WRITE_THROUGH sit
+    in the WAL and the metadata store (page cache), the namespace changes with them; only a
+    machine crash may lose them (NFS clients then see a new verifier and write again)."""
+    from smbprotocol.open import CreateDisposition
+
+    from tests.support.smb import open_file, smb_tree
+
+    cfg = metadata_config("lmdb", request, "fs")
+    cfg["shares"] = [{"name": "/export", "durability": tier}]
+    srv = ServerProcess(cfg).start()
+    try:
+        rng = random.Random(3)
+        files = {b"u%02d" % i: rng.randbytes(rng.randrange(1, 600_000)) for i in range(12)}
+        with NfsClient(srv.port) as c:
+            root = c.mount(b"/export")[1].fhandle
+            st, d = c.nfs(Proc.MKDIR, C.MkdirArgs(DirOpArgs3(root, b"dir"), EMPTY_SATTR))
+            assert st == OK
+            handles = {}
+            for name, data in files.items():
+                st, res = c.nfs(Proc.CREATE, C.CreateArgs(DirOpArgs3(root, name),
+                                                          (0, EMPTY_SATTR)))
+                assert st == OK
+                for off in range(0, len(data), CHUNK):
+                    piece = data[off:off + CHUNK]
+                    st, w = c.nfs(Proc.WRITE, C.WriteArgs(res.obj, off, len(piece),
+                                                          StableHow.UNSTABLE, piece))
+                    assert st == OK and w.committed == StableHow.UNSTABLE
+                handles[name] = res.obj
+            st, _ = c.nfs(Proc.REMOVE, DirOpArgs3(root, b"u00"))
+            assert st == OK
+            del files[b"u00"]
+        smb_data = rng.randbytes(300_000)
+        with smb_tree(srv) as (_conn, _session, tree):
+            op = open_file(tree, "smb.bin", CreateDisposition.FILE_OVERWRITE_IF)
+            op.write(smb_data[:100_000], 0)
+            op.write(smb_data[100_000:], 100_000)
+            # no FLUSH, no CLOSE: the kill comes first
+            restart(srv, kill=True)
+        with NfsClient(srv.port) as c:
+            root = c.mount(b"/export")[1].fhandle
+            st, _ = c.nfs(Proc.LOOKUP, DirOpArgs3(root, b"dir"))
+            assert st == OK
+            st, _ = c.nfs(Proc.LOOKUP, DirOpArgs3(root, b"u00"))
+            assert st == NfsStat.NFS3ERR_NOENT
+            for name, data in files.items():
+                assert read_file(c, handles[name], len(data) + 1) == data, name
+            st, res = c.nfs(Proc.LOOKUP, DirOpArgs3(root, b"smb.bin"))
+            assert st == OK and res.obj_attributes.size == len(smb_data)
+            assert read_file(c, res.object, len(smb_data) + 1) == smb_data
+    finally:
+        stop_and_check(srv)
+
+
 def dir_bytes(path):
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
