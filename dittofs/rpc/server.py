@@ -1,7 +1,7 @@
 """ONC-RPC over TCP on Twisted: frame records, dispatch calls, write replies by xid.
 
 The protocol only frames bytes; ``RpcDispatcher`` turns one record into reply
-chunks, running handler coroutines through ``Deferred.fromCoroutine``.
+chunks, running handler coroutines through ``coroutines.start``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from dittofs import tracing
+from dittofs import coroutines, tracing
 from dittofs.draining import DrainingFactory
 from dittofs.rpc.message import (
     AcceptStat,
@@ -81,9 +81,11 @@ class RpcDispatcher:
             coro = procedure.handler(args, ctx)
             if tracing.enabled():
                 coro = self._traced(coro, f"{prog.name}.{procedure.name}", call.xid, client)
-            d = defer.Deferred.fromCoroutine(coro)
+            done, d = coroutines.start(coro)
         except Exception:
             return self._system_err(Failure(), call.xid, prog.name, procedure.name)
+        if done:  # answered without waiting (most metadata reads): no Deferred at all
+            return self._encode(d, call.xid, procedure, prog.name, start, ctx)
         d.addCallbacks(self._encode, self._system_err,
                        callbackArgs=(call.xid, procedure, prog.name, start, ctx),
                        errbackArgs=(call.xid, prog.name, procedure.name))

@@ -15,8 +15,9 @@ from typing import Any
 
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
-from dittofs import tracing
+from dittofs import coroutines, tracing
 from dittofs.smb import messages as M
 from dittofs.smb import ntlmssp, signing, spnego
 from dittofs.smb.header import Command, Flags, Header, HeaderError, split_compound
@@ -103,7 +104,14 @@ class Connection:
         self.inflight += 1
         if self.inflight >= MAX_INFLIGHT and self.on_busy is not None:
             self.on_busy()
-        d = defer.ensureDeferred(self._process(message))
+        try:
+            done, d = coroutines.start(self._process(message))
+        except Exception:
+            self._failed(Failure())
+            done, d = True, None
+        if done:  # answered without waiting: no Deferred at all
+            self._done(None)
+            return
         d.addErrback(self._failed)
         d.addBoth(self._done)
 
