@@ -42,7 +42,8 @@ class CachedPayloadService:
         self.dirty_cap = max(cache_bytes * 3 // 4, 2 * BLOCK_SIZE)
         self.wal = wal
         self.transfer = TransferManager(self.cache, store, objects, objects.name, hash_pool,
-                                        reactor, concurrency, self._progress)
+                                        reactor, concurrency, self._progress,
+                                        lazy_maps=wal is not None)
         self._space_waiters: list[defer.Deferred] = []
         self._seen: dict[tuple[str, int], int] = {}
         self._ticker = task.LoopingCall(self._tick)
@@ -53,6 +54,7 @@ class CachedPayloadService:
         self._wal_syncer.clock = reactor
         self.wal_sync_s = wal_sync_ms / 1000
         self._synced_bytes = 0
+        self._syncing = False
         self.started = False
 
     # -- lifecycle ------------------------------------------------------------
@@ -96,26 +98,50 @@ class CachedPayloadService:
             log.warn("payload {name}: {n} blocks not uploaded before the shutdown timeout; "
                      "the WAL keeps them for the next start", name=self.name,
                      n=len(self.cache.dirty))
+        releases = self.transfer.take_unsynced_releases()
+        keep = self._keep_from()
+        await self.objects.sync()
+        await self.transfer.release_all(releases)
         if self.wal is not None:
-            oldest = self.cache.oldest_segment()
-            self.wal.trim(oldest if oldest is not None else self.wal.segment + 1)
+            self.wal.trim(keep if keep is not None else self.wal.segment + 1)
             self.wal.close()
         await self.store.close()
 
+    def _keep_from(self) -> int | None:
+        """The oldest WAL segment still needed by a dirty block (None: no WAL, or the
+        current segment when nothing is dirty)."""
+        if self.wal is None:
+            return None
+        oldest = self.cache.oldest_segment()
+        return oldest if oldest is not None else self.wal.segment
+
     def _sync_wal(self) -> None:
+        if not self._syncing:
+            self._syncing = True
+            d = defer.ensureDeferred(self._sync_round())
+            d.addErrback(lambda f: log.failure("background sync failed", f))
+            d.addBoth(lambda _: setattr(self, "_syncing", False))
+
+    async def _sync_round(self) -> None:
         """What was acknowledged without an fsync (unstable writes, the writeback tier)
         reaches stable storage here: the WAL, then the metadata store (block maps, and the
-        namespace of writeback shares on the same store)."""
-        wal: defer.Deferred = defer.succeed(None)
-        if self.wal is not None:
-            appended = self.wal.appended
-            if appended != self._synced_bytes:
-                self._synced_bytes = appended
-                wal = self.wal.sync()
-                wal.addErrback(lambda f: log.failure("WAL sync failed", f))
-        # Sizes only after the bytes they cover: the WAL first.
-        wal.addCallback(lambda _: self.objects.sync())
-        wal.addErrback(lambda f: log.failure("metadata sync failed", f))
+        namespace of writeback shares on the same store).  Then what waited for that sync:
+        WAL segments whose blocks are uploaded and mapped, and blobs freed by a change."""
+        keep = self._keep_from()  # every block clean now has its map change committed
+        releases = self.transfer.take_unsynced_releases()
+        try:
+            if self.wal is not None:
+                appended = self.wal.appended
+                if appended != self._synced_bytes:
+                    await self.wal.sync()  # sizes only after the bytes they cover
+                    self._synced_bytes = appended
+            await self.objects.sync()
+        except Exception:
+            self.transfer.unsynced_releases[:0] = releases  # the next round tries again
+            raise
+        if self.wal is not None and keep is not None:
+            self.wal.trim(keep)
+        await self.transfer.release_all(releases)
 
     def _tick(self) -> None:
         """Upload blocks that were not written since the last tick."""
@@ -129,9 +155,6 @@ class CachedPayloadService:
         self._seen = now
 
     def _progress(self) -> None:
-        if self.wal is not None:
-            oldest = self.cache.oldest_segment()
-            self.wal.trim(oldest if oldest is not None else self.wal.segment)
         self.cache.evict()
         if self._space_waiters and self.cache.dirty_bytes() < self.dirty_cap:
             waiters, self._space_waiters = self._space_waiters, []
@@ -234,9 +257,10 @@ class CachedPayloadService:
         await self.transfer.ensure_complete(b, retry=False)
         return b
 
-    async def _truncate(self, cid: str, size: int, segment: int, durable: bool = True) -> None:
+    async def _truncate(self, cid: str, size: int, segment: int, durable: bool = True,
+                        covered: bool = True) -> None:
         keep, tail = divmod(size, BLOCK_SIZE)
-        await self.transfer.drop_from(cid, keep + (1 if tail else 0), durable)
+        await self.transfer.drop_from(cid, keep + (1 if tail else 0), durable, covered)
         if tail:
             b = self.cache.get(cid, keep)
             if b is None:
@@ -256,7 +280,8 @@ class CachedPayloadService:
             await durable
         # The synced WAL record stands for the block-map change: it need not sync again;
         # unsynced (writeback), nothing waits for an fsync.
-        await self._truncate(content_id, size, segment, durable=sync and durable is None)
+        await self._truncate(content_id, size, segment, durable=sync and durable is None,
+                             covered=sync)
 
     async def delete(self, content_id: str, sync: bool = True) -> None:
         logged = False
@@ -266,7 +291,7 @@ class CachedPayloadService:
                 await durable
                 logged = True
         # With the delete synced in the WAL, a lost block-map change is redone by replay.
-        await self.transfer.drop_from(content_id, 0, durable=sync and not logged)
+        await self.transfer.drop_from(content_id, 0, durable=sync and not logged, covered=sync)
 
     async def flush(self, content_id: str, remote: bool = False) -> None:
         with tracing.span("cache.flush", **{"dittofs.remote": remote}):
@@ -275,6 +300,8 @@ class CachedPayloadService:
     async def _flush(self, content_id: str, remote: bool) -> None:
         if remote:
             await self.transfer.wait_clean(self.cache.file_blocks(content_id))
+            if self.transfer.lazy_maps:  # the block maps those uploads changed
+                await self.objects.sync()
         elif self.wal is not None:
             await self.wal.sync()
 

@@ -49,7 +49,7 @@ class _Locks:
 class TransferManager:
     def __init__(self, cache: Cache, store: Any, objects: Any, namespace: str, hash_pool: Any,
                  reactor: Any, concurrency: int = 4,
-                 on_progress: Callable[[], None] | None = None) -> None:
+                 on_progress: Callable[[], None] | None = None, lazy_maps: bool = False) -> None:
         self.cache = cache
         self.store = store
         self.objects = objects  # the IMetadataStore holding block maps and refcounts
@@ -58,6 +58,11 @@ class TransferManager:
         self.reactor = reactor
         self.concurrency = concurrency
         self.on_progress = on_progress or (lambda: None)
+        # With a WAL, the block-map change after an upload is not synced on its own: the
+        # payload service trims the WAL segments holding those bytes, and deletes the
+        # blobs such changes freed, only after its next metadata sync.
+        self.lazy_maps = lazy_maps
+        self.unsynced_releases: list[bytes] = []
         self.queue: deque[Block] = deque()
         self.queued: set[tuple[str, int]] = set()
         self.active = 0
@@ -210,7 +215,10 @@ class TransferManager:
             finally:
                 self.digest_locks.release(digest, lock)
             if released:
-                await self.release(released)
+                if self.lazy_maps:
+                    self.unsynced_releases.append(released)
+                else:
+                    await self.release(released)
             if released is not None:
                 b.base = digest
                 if b.version == version:
@@ -238,8 +246,10 @@ class TransferManager:
                 if old is not None and t.block_decref(old) == 0:
                     return old
                 return b""
-            return await self._retry("block map update", lambda: self.objects.transact(fn),
-                                     lambda: False, "metadata store")
+            return await self._retry(
+                "block map update",
+                lambda: self.objects.transact(fn, durable=not self.lazy_maps),
+                lambda: False, "metadata store")
         finally:
             self.content_locks.release(b.cid, lock)
 
@@ -257,11 +267,15 @@ class TransferManager:
         finally:
             self.digest_locks.release(digest, lock)
 
-    async def drop_from(self, cid: str, first_idx: int, durable: bool = True) -> None:
+    async def drop_from(self, cid: str, first_idx: int, durable: bool = True,
+                        covered: bool = True) -> None:
         """Forget blocks ``first_idx`` and later of ``cid``: cache, block map, references.
 
         ``durable`` False when a synced WAL record (delete, truncate) already stands for
-        this change: a crash that loses it replays the record, which drops again."""
+        this change (a crash that loses it replays the record, which drops again), or
+        when nothing need be synced now (the writeback tier).  ``covered`` False in the
+        latter case: the blobs it frees are deleted only after the next metadata sync, so
+        a crash that loses the change never leaves a block map pointing at nothing."""
         for b in self.cache.file_blocks(cid):
             if b.idx >= first_idx:
                 self.cache.drop(cid, b.idx)
@@ -279,6 +293,18 @@ class TransferManager:
             released = await self.objects.transact(fn, durable=durable)
         finally:
             self.content_locks.release(cid, lock)
+        if not (durable or covered):
+            self.unsynced_releases.extend(released)
+            return
         for digest in released:
+            await self.release(digest)
+
+    def take_unsynced_releases(self) -> list[bytes]:
+        taken, self.unsynced_releases = self.unsynced_releases, []
+        return taken
+
+    async def release_all(self, digests: list[bytes]) -> None:
+        """Release blobs freed by block-map changes that are now synced."""
+        for digest in digests:
             await self.release(digest)
 

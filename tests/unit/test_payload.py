@@ -240,7 +240,7 @@ async def test_wal_replay_after_a_crash(hash_pool, tmp_path):
     await q.flush("f", remote=True)
     await q.flush("h", remote=True)
     assert sha(b"first VERSION and more") in {k.split("/")[1] for k in store2.blobs}
-    await _settle()
+    await _settle(0.5)  # segments go once the block maps are synced (every 200 ms)
     assert q.wal.segments() == [q.wal.segment] or not q.wal.segments()  # old ones trimmed
     await q.close()
 
@@ -366,3 +366,38 @@ async def test_wal_trim_deletes_only_segments_no_longer_needed(tmp_path):
     again.trim(7)
     assert again.segments() == [7]
     again.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_with_a_wal_block_maps_are_synced_in_rounds_and_freed_blobs_wait_for_them(
+        hash_pool, tmp_path):
+    """An upload's block-map change does not sync on its own (the WAL still holds the
+    bytes until the next round's metadata sync); a blob freed by a change nothing synced
+    (a writeback-tier delete) is deleted only after that sync, so a crash cannot leave a
+    block map pointing at a deleted blob."""
+    objects = MemoryMetadataStore("m")
+    store = MemoryBlockStore()
+    p = CachedPayloadService("p", store, objects, hash_pool, wal=W.Wal(tmp_path / "wal"),
+                             wal_sync_ms=100)
+    seen, syncs = [], []
+    real_transact, real_sync = objects.transact, objects.sync
+
+    def transact(fn, write=True, durable=True):
+        if write:
+            seen.append(durable)
+        return real_transact(fn, write, durable)
+
+    def sync():
+        syncs.append(len(store.blobs))
+        return real_sync()
+    objects.transact, objects.sync = transact, sync
+    await p.start()
+    await p.write_at("f", 0, os.urandom(BLOCK_SIZE + 10), sync=False)
+    await p.flush("f", remote=True)  # uploaded, and the maps synced before it returns
+    assert len(store.blobs) == 2 and seen and not any(seen) and syncs
+    await p.delete("f", sync=False)
+    assert len(store.blobs) == 2  # freed, but the change that freed them is not synced
+    await _settle(0.4)
+    assert store.blobs == {}
+    assert await objects.transact(lambda t: t.block_totals(), write=False) == (0, 0)
+    await p.close()
