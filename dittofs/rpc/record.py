@@ -41,6 +41,7 @@ class RecordReader:
         out: list[bytes] = []
         off = 0
         end = len(buf)
+        view = memoryview(buf)  # one copy out per fragment, not a slice and then a copy
         try:
             while end - off >= 4:
                 mark = _MARK.unpack_from(buf, off)[0]
@@ -53,7 +54,7 @@ class RecordReader:
                     raise RecordError("empty non-final fragment")
                 if end - off - 4 < n:
                     break
-                frag = bytes(buf[off + 4:off + 4 + n])
+                frag = view[off + 4:off + 4 + n].tobytes()
                 off += 4 + n
                 if mark & LAST_FRAGMENT:
                     if self._frags:
@@ -66,6 +67,7 @@ class RecordReader:
                     self._frags.append(frag)
                     self._frag_total += n
         finally:
+            view.release()
             if off:
                 del buf[:off]
         return out

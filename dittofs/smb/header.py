@@ -135,6 +135,7 @@ class FrameReader:
         buf += data
         out = []
         off = 0
+        view = memoryview(buf)  # one copy out per message, not a slice and then a copy
         try:
             while len(buf) - off >= 4:
                 word = _LEN.unpack_from(buf, off)[0]
@@ -145,9 +146,10 @@ class FrameReader:
                     raise FrameError(f"message of {n} bytes exceeds {self.max_message}")
                 if len(buf) - off - 4 < n:
                     break
-                out.append(bytes(buf[off + 4:off + 4 + n]))
+                out.append(view[off + 4:off + 4 + n].tobytes())
                 off += 4 + n
         finally:
+            view.release()
             if off:
                 del buf[:off]
         return out
