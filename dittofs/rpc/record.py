@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import struct
 
+from dittofs.bytequeue import ByteQueue
+
 _MARK = struct.Struct(">I")
 LAST_FRAGMENT = 0x80000000
 #: Default ceiling for one record: a 1 MiB WRITE plus headers, with room to spare.
@@ -22,59 +24,51 @@ class RecordError(ValueError):
 class RecordReader:
     """Consumes TCP bytes and returns whole records as ``bytes``.
 
-    One ``bytearray`` holds unconsumed input; the consumed prefix is deleted once
-    per ``feed`` call, so large records cost one copy out of the buffer.
+    Input is held as the chunks it arrived in (``ByteQueue``): a record is copied out
+    once, however many chunks it spans.
     """
 
-    __slots__ = ("max_record", "_buf", "_frags", "_frag_total")
+    __slots__ = ("max_record", "_q", "_frags", "_frag_total")
 
     def __init__(self, max_record: int = DEFAULT_MAX_RECORD) -> None:
         self.max_record = max_record
-        self._buf = bytearray()
+        self._q = ByteQueue()
         self._frags: list[bytes] = []
         self._frag_total = 0
 
     def feed(self, data: bytes) -> list[bytes]:
         """Add ``data``; return every record it completes (possibly none)."""
-        buf = self._buf
-        buf += data
+        q = self._q
+        q.append(data)
         out: list[bytes] = []
-        off = 0
-        end = len(buf)
-        view = memoryview(buf)  # one copy out per fragment, not a slice and then a copy
-        try:
-            while end - off >= 4:
-                mark = _MARK.unpack_from(buf, off)[0]
-                n = mark & 0x7FFFFFFF
-                if self._frag_total + n > self.max_record:
-                    raise RecordError(
-                        f"record of at least {self._frag_total + n} bytes "
-                        f"exceeds {self.max_record}")
-                if not mark & LAST_FRAGMENT and n == 0:
-                    raise RecordError("empty non-final fragment")
-                if end - off - 4 < n:
-                    break
-                frag = view[off + 4:off + 4 + n].tobytes()
-                off += 4 + n
-                if mark & LAST_FRAGMENT:
-                    if self._frags:
-                        self._frags.append(frag)
-                        frag = b"".join(self._frags)
-                        self._frags = []
-                        self._frag_total = 0
-                    out.append(frag)
-                else:
+        while len(q) >= 4:
+            mark = _MARK.unpack_from(q.head(4), 0)[0]
+            n = mark & 0x7FFFFFFF
+            if self._frag_total + n > self.max_record:
+                raise RecordError(
+                    f"record of at least {self._frag_total + n} bytes "
+                    f"exceeds {self.max_record}")
+            if not mark & LAST_FRAGMENT and n == 0:
+                raise RecordError("empty non-final fragment")
+            if len(q) - 4 < n:
+                break
+            q.skip(4)
+            frag = q.take(n)
+            if mark & LAST_FRAGMENT:
+                if self._frags:
                     self._frags.append(frag)
-                    self._frag_total += n
-        finally:
-            view.release()
-            if off:
-                del buf[:off]
+                    frag = b"".join(self._frags)
+                    self._frags = []
+                    self._frag_total = 0
+                out.append(frag)
+            else:
+                self._frags.append(frag)
+                self._frag_total += n
         return out
 
     def buffered(self) -> int:
         """Bytes held for incomplete records."""
-        return len(self._buf) + self._frag_total
+        return len(self._q) + self._frag_total
 
 
 def frame(chunks: list) -> list:

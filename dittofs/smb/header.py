@@ -6,6 +6,8 @@ import enum
 import struct
 from dataclasses import dataclass
 
+from dittofs.bytequeue import ByteQueue
+
 PROTOCOL_ID = b"\xfeSMB"
 SMB1_PROTOCOL_ID = b"\xffSMB"
 HEADER_SIZE = 64
@@ -124,34 +126,27 @@ class FrameError(ValueError):
 class FrameReader:
     """Direct TCP transport: a zero byte and a 24-bit big-endian length, then the message."""
 
-    __slots__ = ("max_message", "_buf")
+    __slots__ = ("max_message", "_q")
 
     def __init__(self, max_message: int = DEFAULT_MAX_MESSAGE) -> None:
         self.max_message = max_message
-        self._buf = bytearray()
+        self._q = ByteQueue()  # a message is copied out once, however many reads it took
 
     def feed(self, data: bytes) -> list[bytes]:
-        buf = self._buf
-        buf += data
+        q = self._q
+        q.append(data)
         out = []
-        off = 0
-        view = memoryview(buf)  # one copy out per message, not a slice and then a copy
-        try:
-            while len(buf) - off >= 4:
-                word = _LEN.unpack_from(buf, off)[0]
-                if word >> 24:
-                    raise FrameError(f"first byte of the frame header is {word >> 24:#x}")
-                n = word & 0xFFFFFF
-                if n > self.max_message:
-                    raise FrameError(f"message of {n} bytes exceeds {self.max_message}")
-                if len(buf) - off - 4 < n:
-                    break
-                out.append(view[off + 4:off + 4 + n].tobytes())
-                off += 4 + n
-        finally:
-            view.release()
-            if off:
-                del buf[:off]
+        while len(q) >= 4:
+            word = _LEN.unpack_from(q.head(4), 0)[0]
+            if word >> 24:
+                raise FrameError(f"first byte of the frame header is {word >> 24:#x}")
+            n = word & 0xFFFFFF
+            if n > self.max_message:
+                raise FrameError(f"message of {n} bytes exceeds {self.max_message}")
+            if len(q) - 4 < n:
+                break
+            q.skip(4)
+            out.append(q.take(n))
         return out
 
 
