@@ -20,7 +20,17 @@ from twisted.python.failure import Failure
 from dittofs import coroutines, tracing
 from dittofs.smb import messages as M
 from dittofs.smb import ntlmssp, signing, spnego
-from dittofs.smb.header import Command, Flags, Header, HeaderError, split_compound
+from dittofs.smb.header import (
+    F_ASYNC,
+    F_RELATED,
+    F_SERVER_TO_REDIR,
+    F_SIGNED,
+    Command,
+    Flags,
+    Header,
+    HeaderError,
+    split_compound,
+)
 from dittofs.smb.sessions import Session, auth_step
 from dittofs.smb.status import STATUS_OF, SmbError, Status
 
@@ -181,7 +191,7 @@ class Connection:
         prev_status = 0
         chained = len(parts) > 1
         for i, (hdr, raw) in enumerate(parts):
-            related = bool(hdr.flags & Flags.RELATED_OPERATIONS) and i > 0
+            related = bool(hdr.flags & F_RELATED) and i > 0
             if hdr.command == Command.CANCEL:
                 self._cancel(hdr)
                 continue
@@ -229,7 +239,7 @@ class Connection:
             chunks.append(msg)
         # Signatures cover each response with its padding, so sign after chaining.
         for msg in chunks:
-            if msg[16] & Flags.SIGNED:
+            if msg[16] & F_SIGNED:
                 s = self.sessions.get(struct.unpack_from("<Q", msg, 40)[0])
                 if s is not None and s.signing_key:
                     signing.sign(self.dialect, s.signing_key, msg)
@@ -326,7 +336,7 @@ class Connection:
         s = ctx.session
         if not s.signing_key:
             return
-        if ctx.hdr.flags & Flags.SIGNED:
+        if ctx.hdr.flags & F_SIGNED:
             if not signing.verify(self.dialect, s.signing_key, ctx.raw):
                 log.warn("smb: bad signature from {peer} on session {sid}", peer=self.peer[0],
                          sid=s.id)
@@ -341,19 +351,19 @@ class Connection:
         ``chained`` into a compound gets the SIGNED flag but is signed by ``_process`` once
         its padding and NextCommand are final."""
         hdr = ctx.hdr
-        flags = Flags.SERVER_TO_REDIR
+        flags = F_SERVER_TO_REDIR
         if ctx.related:
-            flags |= Flags.RELATED_OPERATIONS
+            flags |= F_RELATED
         async_id = 0
         if interim is not None:
-            flags |= Flags.ASYNC_COMMAND
+            flags |= F_ASYNC
             async_id = interim.async_id = next(self.async_ids)
         credits = self._grant(hdr.credits)
         s = ctx.session if isinstance(ctx.session, Session) else None
         sign = (s is not None and bool(s.signing_key) and interim is None
                 and (ctx.signed or s.signing_required or ctx.sign_reply))
         if sign:
-            flags |= Flags.SIGNED
+            flags |= F_SIGNED
         out = Header(hdr.command, hdr.message_id, hdr.credit_charge, status, credits, flags, 0,
                      ctx.tree_id or 0, async_id, ctx.session_id or 0).pack()
         if sign:
@@ -408,7 +418,7 @@ class Connection:
         self.server.observe(hdr.command, status, ctx.started)
 
     def _cancel(self, hdr: Header) -> None:
-        if hdr.flags & Flags.ASYNC_COMMAND:
+        if hdr.flags & F_ASYNC:
             entry = self.pending.get(hdr.async_id)
         else:
             entry = next((e for e in self.pending.values() if e[0] == hdr.message_id), None)

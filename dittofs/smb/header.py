@@ -49,6 +49,13 @@ class Flags(enum.IntFlag):
     REPLAY_OPERATION = 0x20000000
 
 
+# Plain ints for the per-message tests: ``int & IntFlag`` builds a Flags member each time.
+F_SERVER_TO_REDIR = int(Flags.SERVER_TO_REDIR)
+F_ASYNC = int(Flags.ASYNC_COMMAND)
+F_RELATED = int(Flags.RELATED_OPERATIONS)
+F_SIGNED = int(Flags.SIGNED)
+
+
 class HeaderError(ValueError):
     """Not a well-formed SMB2 header."""
 
@@ -72,7 +79,7 @@ class Header:
 
     @property
     def is_async(self) -> bool:
-        return bool(self.flags & Flags.ASYNC_COMMAND)
+        return bool(self.flags & F_ASYNC)
 
     def pack(self) -> bytes:
         if self.is_async:
@@ -93,7 +100,7 @@ class Header:
             raise HeaderError(f"protocol id {bytes(pid)!r}")
         if size != HEADER_SIZE:
             raise HeaderError(f"header StructureSize {size}")
-        if flags & Flags.ASYNC_COMMAND:
+        if flags & F_ASYNC:
             return cls(command, message_id, charge, status, credits, flags, next_command,
                        0, low | (high << 32), session_id, bytes(signature))
         return cls(command, message_id, charge, status, credits, flags, next_command, high, 0,
