@@ -40,3 +40,14 @@ TooManyLinks = _error("TooManyLinks", _errno.EMLINK, "The link count would excee
 StoreIOError = _error("StoreIOError", _errno.EIO, "The store failed.")
 NotSync = _error("NotSync", _errno.EAGAIN, "A SETATTR guard did not match the file's ctime.")
 BadType = _error("BadType", _errno.EINVAL, "The file type is not supported.")
+
+
+def from_os_error(e: OSError, what: str = "") -> MetadataError:
+    """The domain error for a failed write to local storage: a full disk is NoSpace (so
+    clients see NFS3ERR_NOSPC / STATUS_DISK_FULL), anything else StoreIOError."""
+    text = f"{what}: {e}" if what else str(e)
+    if e.errno in (_errno.ENOSPC, _errno.EDQUOT):
+        return NoSpace(text)
+    if e.errno == _errno.EFBIG:
+        return FileTooBig(text)
+    return StoreIOError(text)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import struct
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,12 +22,20 @@ from typing import Any, NamedTuple
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
+from dittofs.metadata import errors as E
 from dittofs.threads import BatchWorker
 
 OP_WRITE, OP_TRUNCATE, OP_DELETE = 1, 2, 3
 _HDR = struct.Struct(">IIBHQ")
 _TAIL = struct.Struct(">BHQ")
 SEGMENT_BYTES = 64 * 1024 * 1024
+#: New writes are refused (NoSpace) while the WAL's filesystem has less free space than
+#: this share of its size (at most RESERVE_MAX): what is left lets deletes and truncates,
+#: which need metadata commits, free space again instead of failing too.
+RESERVE_FRACTION = 0.05
+RESERVE_MAX = 64 * 1024 * 1024
+_CHECK_BYTES = 4 * 1024 * 1024  # free space is looked at after this much is appended...
+_CHECK_SECONDS = 0.5  # ...or this long after it was found low
 
 
 class WalRecord(NamedTuple):
@@ -87,6 +96,18 @@ class Wal:
                                   and item[1] == self._fd_seg)
         self.appended = 0  # bytes queued so far (reactor thread)
         self.syncs = 0
+        st = os.statvfs(self.dir)
+        self.reserve = min(int(st.f_blocks * st.f_frsize * RESERVE_FRACTION), RESERVE_MAX)
+        self._checked_bytes = 0
+        self._checked_time = 0.0
+        self.low_space = False
+        self._check_space()
+
+    def _check_space(self) -> None:
+        st = os.statvfs(self.dir)
+        self.low_space = st.f_bavail * st.f_frsize < self.reserve
+        self._checked_bytes = self.appended
+        self._checked_time = time.monotonic()
 
     def segments(self) -> list[int]:
         return sorted(int(p.name[4:-4]) for p in self.dir.glob("wal-*.log"))
@@ -104,7 +125,15 @@ class Wal:
     def append(self, op: int, content_id: str, offset: int, data: Any = b"",
                sync: bool = True) -> tuple[int, defer.Deferred]:
         """Queue a record; return its segment and a Deferred that fires once it is on disk
-        (fsynced when ``sync``, else merely written)."""
+        (fsynced when ``sync``, else merely written).  Raises NoSpace for a write while
+        the disk is nearly full."""
+        if op == OP_WRITE:
+            if (self.appended - self._checked_bytes >= _CHECK_BYTES
+                    or (self.low_space and time.monotonic() - self._checked_time
+                        >= _CHECK_SECONDS)):
+                self._check_space()
+            if self.low_space:
+                raise E.NoSpace(f"WAL: less than {self.reserve} bytes free in {self.dir}")
         parts = encode_parts(op, content_id, offset, data)
         size = len(parts[0]) + len(parts[1])
         if self._seg_size and self._seg_size + size > self.segment_bytes:
@@ -147,8 +176,8 @@ class Wal:
             if need_sync and self._fd is not None:
                 os.fdatasync(self._fd)
                 self.syncs += 1
-        except OSError:
-            failure = Failure()
+        except OSError as e:
+            failure = Failure(E.from_os_error(e, "WAL"))
             return [(False, failure)] * len(batch)
         return [(True, None)] * len(batch)
 

@@ -401,3 +401,33 @@ async def test_with_a_wal_block_maps_are_synced_in_rounds_and_freed_blobs_wait_f
     assert store.blobs == {}
     assert await objects.transact(lambda t: t.block_totals(), write=False) == (0, 0)
     await p.close()
+
+
+def test_write_errors_of_local_storage_become_domain_errors():
+    import errno
+
+    from dittofs.metadata import errors as E
+    assert type(E.from_os_error(OSError(errno.ENOSPC, "full"), "WAL")) is E.NoSpace
+    assert type(E.from_os_error(OSError(errno.EDQUOT, "quota"))) is E.NoSpace
+    assert type(E.from_os_error(OSError(errno.EFBIG, "big"))) is E.FileTooBig
+    assert type(E.from_os_error(OSError(errno.EIO, "io"))) is E.StoreIOError
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_wal_refuses_writes_but_not_deletes_when_the_disk_is_nearly_full(tmp_path):
+    from dittofs.metadata import errors as E
+    wal = W.Wal(tmp_path / "wal")
+    try:
+        wal.reserve = 1 << 62  # more than any disk has: "nearly full"
+        wal._check_space()
+        with pytest.raises(E.NoSpace):
+            wal.append(W.OP_WRITE, "f", 0, b"data", sync=False)
+        _, d = wal.append(W.OP_DELETE, "f", 0, sync=False)  # freeing space still works
+        await d
+        wal.reserve = 0
+        wal._checked_time = 0.0  # found low long enough ago: looked at again
+        _, d = wal.append(W.OP_WRITE, "f", 0, b"data", sync=True)
+        await d
+        assert [r.op for r in wal.replay()] == [W.OP_DELETE, W.OP_WRITE]
+    finally:
+        wal.close()

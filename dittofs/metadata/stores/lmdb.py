@@ -190,6 +190,14 @@ class _LmdbTransaction:
             self.t.put(key, digest, db=self.s.objects)
 
 
+def _store_error(e: Exception, what: str = "") -> E.MetadataError:
+    """A full map or disk is NoSpace (NFS3ERR_NOSPC, STATUS_DISK_FULL); the rest StoreIOError."""
+    text = f"{what}: {e}" if what else str(e)
+    if isinstance(e, lmdb.MapFullError) or "No space left" in str(e):
+        return E.NoSpace(text)
+    return E.StoreIOError(text)
+
+
 @implementer(IMetadataStore)
 class LmdbMetadataStore:
     """Metadata in one LMDB environment under ``path``."""
@@ -229,7 +237,7 @@ class LmdbMetadataStore:
                 with self.env.begin() as txn:
                     return defer.succeed(fn(_LmdbTransaction(self, txn, False)))
             except lmdb.Error as e:
-                return defer.fail(E.StoreIOError(str(e)))
+                return defer.fail(_store_error(e))
             except BaseException:
                 return defer.fail()
         return self._submit(fn, durable)
@@ -257,14 +265,14 @@ class LmdbMetadataStore:
                         results.append((True, r))
                     except lmdb.Error as e:
                         child.abort()
-                        results.append((False, Failure(E.StoreIOError(str(e)))))
+                        results.append((False, Failure(_store_error(e))))
                     except BaseException:
                         child.abort()
                         results.append((False, Failure()))
             if any(durable for _, durable in batch):
                 self.env.sync(True)
         except lmdb.Error as e:
-            fail = Failure(E.StoreIOError(f"commit failed: {e}"))
+            fail = Failure(_store_error(e, "commit failed"))
             results = [(False, fail)] * len(batch)
         return results
 
@@ -273,7 +281,7 @@ class LmdbMetadataStore:
             with self.env.begin() as txn:
                 raw = txn.get(_Q.pack(fileid), db=self.files)
         except lmdb.Error as e:
-            return defer.fail(E.StoreIOError(str(e)))
+            return defer.fail(_store_error(e))
         return defer.succeed(None if raw is None else unpack_record(raw))
 
     def usage(self) -> defer.Deferred:
