@@ -547,10 +547,6 @@ class MetadataService:
             raise E.AccessDenied(f"fileid {fileid}")
         return rec
 
-    async def sync(self, share: ShareLike) -> None:
-        """Make every earlier metadata change of the share's store durable (NFS COMMIT)."""
-        await share.store.sync()
-
     async def commit_write(self, share: ShareLike, fileid: int, end: int,
                            durable: bool = True) -> tuple[WccAttr, FileRecord]:
         """Record that bytes up to ``end`` were written: grow size, set mtime and ctime.

@@ -98,22 +98,17 @@ class CachedPayloadService:
             log.warn("payload {name}: {n} blocks not uploaded before the shutdown timeout; "
                      "the WAL keeps them for the next start", name=self.name,
                      n=len(self.cache.dirty))
-        releases = self.transfer.take_unsynced_releases()
-        keep = self._keep_from()
-        await self.objects.sync()
-        await self.transfer.release_all(releases)
+        await self._sync_round(closing=True)
         if self.wal is not None:
-            self.wal.trim(keep if keep is not None else self.wal.segment + 1)
             self.wal.close()
         await self.store.close()
 
-    def _keep_from(self) -> int | None:
-        """The oldest WAL segment still needed by a dirty block (None: no WAL, or the
-        current segment when nothing is dirty)."""
-        if self.wal is None:
-            return None
+    def _keep_from(self, closing: bool = False) -> int:
+        """The oldest WAL segment still needed by a dirty block; with nothing dirty, the
+        one being appended to (or, when closing, none at all)."""
+        assert self.wal is not None
         oldest = self.cache.oldest_segment()
-        return oldest if oldest is not None else self.wal.segment
+        return oldest if oldest is not None else self.wal.segment + (1 if closing else 0)
 
     def _sync_wal(self) -> None:
         if not self._syncing:
@@ -122,12 +117,13 @@ class CachedPayloadService:
             d.addErrback(lambda f: log.failure("background sync failed", f))
             d.addBoth(lambda _: setattr(self, "_syncing", False))
 
-    async def _sync_round(self) -> None:
+    async def _sync_round(self, closing: bool = False) -> None:
         """What was acknowledged without an fsync (unstable writes, the writeback tier)
         reaches stable storage here: the WAL, then the metadata store (block maps, and the
         namespace of writeback shares on the same store).  Then what waited for that sync:
         WAL segments whose blocks are uploaded and mapped, and blobs freed by a change."""
-        keep = self._keep_from()  # every block clean now has its map change committed
+        # Every block clean now has its map change committed: the sync below covers it.
+        keep = self._keep_from(closing) if self.wal is not None else None
         releases = self.transfer.take_unsynced_releases()
         try:
             if self.wal is not None:
@@ -139,7 +135,7 @@ class CachedPayloadService:
         except Exception:
             self.transfer.unsynced_releases[:0] = releases  # the next round tries again
             raise
-        if self.wal is not None and keep is not None:
+        if keep is not None:
             self.wal.trim(keep)
         await self.transfer.release_all(releases)
 
