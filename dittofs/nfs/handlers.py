@@ -42,6 +42,7 @@ log = Logger(namespace="dittofs.nfs")
 OK = NfsStat.NFS3_OK
 _NS = 1_000_000_000
 _U32_MAX = 2**32 - 1
+_NS_LIMIT = (_U32_MAX + 1) * _NS  # times at or past this do not fit nfstime3's seconds
 _ZERO_VERF = bytes(8)
 FS_PROPERTIES = (FsProperties.LINK | FsProperties.SYMLINK | FsProperties.HOMOGENEOUS
                  | FsProperties.CANSETTIME)
@@ -103,9 +104,14 @@ def _ns(t: Any) -> int:
 
 
 def fattr(share: Share, r: FileRecord) -> Fattr3:
-    a_s, a_n = _time(r.atime)
-    m_s, m_n = _time(r.mtime)
-    c_s, c_n = _time(r.ctime)
+    a, m, c = r.atime, r.mtime, r.ctime
+    if 0 <= a < _NS_LIMIT and 0 <= m < _NS_LIMIT and 0 <= c < _NS_LIMIT:  # every usual time
+        return Fattr3(r.ftype, r.mode & 0o7777, r.nlink if r.nlink <= _U32_MAX else _U32_MAX,
+                      r.uid, r.gid, r.size, r.size, r.rdev[0], r.rdev[1], share.fsid, r.fileid,
+                      a // _NS, a % _NS, m // _NS, m % _NS, c // _NS, c % _NS)
+    a_s, a_n = _time(a)
+    m_s, m_n = _time(m)
+    c_s, c_n = _time(c)
     return Fattr3(r.ftype, r.mode & 0o7777, min(r.nlink, _U32_MAX), r.uid, r.gid, r.size,
                   r.size, r.rdev[0], r.rdev[1], share.fsid, r.fileid,
                   a_s, a_n, m_s, m_n, c_s, c_n)

@@ -28,13 +28,14 @@ def share_id(name: str) -> int:
 class HandleCodec:
     """Makes and verifies handles with one secret key."""
 
-    __slots__ = ("_key", "_cache")
+    __slots__ = ("_key", "_cache", "_made")
 
     def __init__(self, key: bytes) -> None:
         if len(key) < 16:
             raise ValueError("handle key must be at least 16 bytes")
         self._key = key[:64]
         self._cache: dict[bytes, tuple[int, int]] = {}
+        self._made: dict[tuple[int, int], bytes] = {}
 
     def cookie_verifier(self) -> bytes:
         """A READDIR cookie verifier: directory cookies are stable across restarts for the
@@ -45,8 +46,15 @@ class HandleCodec:
         return hashlib.blake2b(body, digest_size=8, key=self._key).digest()
 
     def make(self, sid: int, fileid: int) -> bytes:
+        made = self._made.get((sid, fileid))
+        if made is not None:
+            return made
         body = _BODY.pack(VERSION, sid, fileid)
-        return body + self._check(body)
+        handle = body + self._check(body)
+        if len(self._made) > 65536:
+            self._made.clear()
+        self._made[(sid, fileid)] = handle
+        return handle
 
     def parse(self, handle: bytes) -> tuple[int, int]:
         """Return (share id, file id); raise BadHandle for anything we did not issue."""

@@ -91,6 +91,10 @@ class RpcDenied(Exception):
 _U32 = struct.Struct(">I")
 _HDR = struct.Struct(">IIIIII")
 _ACCEPTED_NULL = struct.Struct(">IIIIII")  # xid, REPLY, ACCEPTED, verf flavor, verf len, stat
+_PAIR = struct.Struct(">II")
+# Plain ints for the per-call comparisons (IntEnum members cost an attribute lookup).
+_CALL, _REPLY, _ACCEPTED = int(MsgType.CALL), int(MsgType.REPLY), int(ReplyStat.MSG_ACCEPTED)
+_AUTH_NONE, _AUTH_SYS = int(AuthFlavor.AUTH_NONE), int(AuthFlavor.AUTH_SYS)
 
 
 def parse_auth_unix(body: memoryview) -> AuthUnix:
@@ -126,44 +130,55 @@ def encode_auth_unix(cred: AuthUnix) -> bytes:
     return p.getvalue()
 
 
+#: Decoded AUTH_SYS credentials by their wire bytes: a client sends the same few over and
+#: over, so most calls skip the decode.  Bounded; cleared when full.
+_creds: dict[bytes, AuthUnix] = {}
+_CREDS_MAX = 4096
+
+
 def parse_call(u: Unpacker) -> RpcCall:
     """Decode a call header, leaving ``u`` at the arguments.
 
     Raises XdrError when the message cannot be answered at all (not a call, or
     too short to hold a header) and RpcDenied when it must be refused.
     """
-    if u.remaining() < 24:
+    data, pos, end = u.data, u.pos, u.end
+    if end - pos < 24:
         raise XdrError("record too short for an RPC call header")
-    xid, mtype, rpcvers, prog, vers, proc = _HDR.unpack_from(u.data, u.pos)
-    u.pos += 24
-    if mtype != MsgType.CALL:
+    xid, mtype, rpcvers, prog, vers, proc = _HDR.unpack_from(data, pos)
+    if mtype != _CALL:
         raise XdrError(f"message type {mtype} is not CALL")
     if rpcvers != RPC_VERSION:
         raise RpcDenied(xid, rpc_mismatch_reply(xid))
-    try:
-        cred_flavor = u.u32()
-        n = u.u32()
-        if n > MAX_AUTH_BYTES:
-            raise XdrError("credential body over 400 bytes")
-        cred_body = u.take(n)
-        u.take(-n & 3)
-        verf_flavor = u.u32()
-        n = u.u32()
-        if n > MAX_AUTH_BYTES:
-            raise XdrError("verifier body over 400 bytes")
-        u.take(n)
-        u.take(-n & 3)
-    except XdrError:
-        raise RpcDenied(xid, auth_error_reply(xid, AuthStat.AUTH_BADCRED)) from None
-    cred: AuthUnix | None = None
-    if cred_flavor == AuthFlavor.AUTH_SYS:
-        try:
-            cred = parse_auth_unix(cred_body)
-        except XdrError:
-            raise RpcDenied(xid, auth_error_reply(xid, AuthStat.AUTH_BADCRED)) from None
-    elif cred_flavor != AuthFlavor.AUTH_NONE:
+    # opaque_auth cred, opaque_auth verf: each flavor(4) | length(4) | body, padded.
+    pos += 24
+    if end - pos < 8:
         raise RpcDenied(xid, auth_error_reply(xid, AuthStat.AUTH_BADCRED))
-    if verf_flavor != AuthFlavor.AUTH_NONE:
+    cred_flavor, n = _PAIR.unpack_from(data, pos)
+    cred_at = pos + 8
+    pos = cred_at + n + (-n & 3)
+    if n > MAX_AUTH_BYTES or end - pos < 8:
+        raise RpcDenied(xid, auth_error_reply(xid, AuthStat.AUTH_BADCRED))
+    verf_flavor, vn = _PAIR.unpack_from(data, pos)
+    pos += 8 + vn + (-vn & 3)
+    if vn > MAX_AUTH_BYTES or pos > end:
+        raise RpcDenied(xid, auth_error_reply(xid, AuthStat.AUTH_BADCRED))
+    u.pos = pos
+    cred: AuthUnix | None = None
+    if cred_flavor == _AUTH_SYS:
+        raw = bytes(data[cred_at:cred_at + n])
+        cred = _creds.get(raw)
+        if cred is None:
+            try:
+                cred = parse_auth_unix(memoryview(raw))
+            except XdrError:
+                raise RpcDenied(xid, auth_error_reply(xid, AuthStat.AUTH_BADCRED)) from None
+            if len(_creds) >= _CREDS_MAX:
+                _creds.clear()
+            _creds[raw] = cred
+    elif cred_flavor != _AUTH_NONE:
+        raise RpcDenied(xid, auth_error_reply(xid, AuthStat.AUTH_BADCRED))
+    if verf_flavor != _AUTH_NONE:
         raise RpcDenied(xid, auth_error_reply(xid, AuthStat.AUTH_BADVERF))
     return RpcCall(xid, prog, vers, proc, cred_flavor, cred, verf_flavor)
 
@@ -183,9 +198,9 @@ def encode_call(xid: int, prog: int, vers: int, proc: int, cred: AuthUnix | None
     return p.getvalue()
 
 
-def accepted_reply(xid: int, stat: int = AcceptStat.SUCCESS) -> bytes:
-    """Header of an accepted reply with an AUTH_NONE verifier."""
-    return _ACCEPTED_NULL.pack(xid, MsgType.REPLY, ReplyStat.MSG_ACCEPTED, 0, 0, stat)
+def accepted_reply(xid: int, stat: int = 0) -> bytes:
+    """Header of an accepted reply with an AUTH_NONE verifier (``stat`` 0 is SUCCESS)."""
+    return _ACCEPTED_NULL.pack(xid, _REPLY, _ACCEPTED, 0, 0, stat)
 
 
 def prog_mismatch_reply(xid: int, low: int, high: int) -> bytes:

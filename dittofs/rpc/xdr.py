@@ -169,9 +169,11 @@ class Enum(XdrType):
         self.cls = enum_cls
         self.open = open
         self._values = {int(m) for m in enum_cls}
+        self._packed = {int(m): struct.pack(">i", m) for m in enum_cls}  # members pre-encoded
 
     def pack(self, p: Packer, v: int) -> None:
-        p.buf += struct.pack(">i", int(v))
+        b = self._packed.get(v)
+        p.buf += b if b is not None else struct.pack(">i", int(v))
 
     def unpack(self, u: Unpacker) -> Any:
         v = I32.unpack(u)
@@ -310,7 +312,8 @@ class Union(XdrType):
     def pack(self, p: Packer, v: Any) -> None:
         tag, value = v
         self.disc.pack(p, tag)
-        self._arm(int(tag)).pack(p, value)
+        arm = self.arms.get(tag)  # IntEnum tags hash as their int values
+        (arm if arm is not None else self._arm(int(tag))).pack(p, value)
 
     def unpack(self, u: Unpacker) -> UnionValue:
         tag = self.disc.unpack(u)

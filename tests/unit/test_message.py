@@ -115,3 +115,33 @@ def test_unanswerable():
     reply[7] = 1  # a REPLY, not a CALL
     with pytest.raises(XdrError):
         parse_call(Unpacker(bytes(reply)))
+
+
+def test_credentials_are_decoded_per_caller():
+    """Decoded credentials are reused by their wire bytes: a call from another user, or a
+    malformed one after a good one, must not get an earlier caller's identity."""
+    for _ in range(2):
+        assert parse_call(Unpacker(GETATTR_CALL)).cred.uid == 1000
+    other = encode_call(5, 100003, 3, 1, AuthUnix(1, b"host", 0, 0, ()))
+    assert parse_call(Unpacker(other)).cred == AuthUnix(1, b"host", 0, 0, ())
+    assert parse_call(Unpacker(GETATTR_CALL)).cred.uid == 1000
+    bad_unix = bytearray(GETATTR_CALL)
+    bad_unix[31] = 0x1C
+    for _ in range(2):
+        with pytest.raises(RpcDenied):
+            parse_call(Unpacker(bytes(bad_unix)))
+
+
+@pytest.mark.parametrize("cut", [28, 32, 64, 68, 71])
+def test_truncated_credential_or_verifier_is_badcred(cut):
+    with pytest.raises(RpcDenied) as e:
+        parse_call(Unpacker(GETATTR_CALL[:cut]))
+    assert e.value.reply == auth_error_reply(0x12345678, AuthStat.AUTH_BADCRED)
+
+
+def test_oversized_credential_is_badcred():
+    big = bytearray(GETATTR_CALL)
+    big[28:32] = (401).to_bytes(4, "big")
+    with pytest.raises(RpcDenied) as e:
+        parse_call(Unpacker(bytes(big) + bytes(400)))
+    assert e.value.reply == auth_error_reply(0x12345678, AuthStat.AUTH_BADCRED)
