@@ -261,3 +261,29 @@ async def test_persistent_stores_keep_everything_across_reopen(backend):
     assert child.fileid == f.fileid
     g = (await md.create(share2, ALICE, d.fileid, b"new", FileType.REG)).file
     assert g.fileid > f.fileid  # ids are never reused
+
+
+@pytest_twisted.ensureDeferred
+async def test_lmdb_sync_covers_lazy_writes_and_is_free_when_there_are_none(tmp_path):
+    """The payload's background round syncs the store every few hundred ms: with no
+    non-durable write since the last sync it must not reach the disk; after one it must."""
+    store = LmdbMetadataStore("m", tmp_path / "lmdb")
+    try:
+        batches = []
+        process = store.writer.process
+        store.writer.process = lambda items: (batches.append(list(items)), process(items))[1]
+        share = await share_on(store)
+        await store.sync()
+        before = len(batches)
+        for _ in range(3):
+            await store.sync()
+        assert len(batches) == before  # nothing new: no fsync, no thread hop
+        f = (await md.create(share, ALICE, share.root_id, b"f", FileType.REG)).file
+        await store.transact(lambda t: t.put(t.get(f.fileid)._replace(size=7)), durable=False)
+        await store.sync()
+        assert any(item == (None, True) for item in batches[-1])  # that sync went to disk
+        n = len(batches)
+        await store.sync()
+        assert len(batches) == n
+    finally:
+        await store.close()

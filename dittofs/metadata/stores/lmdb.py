@@ -227,6 +227,10 @@ class LmdbMetadataStore:
         self.writer = BatchWorker(f"lmdb-{name}", self._write_batch, reactor,
                                   inline=lambda item: item[0] is not None and not item[1])
         self._closed = False
+        # Non-durable writes submitted, and how many of them the last sync covered: a sync
+        # with nothing new to cover (an idle server's background round) costs nothing.
+        self._lazy_writes = 0
+        self._lazy_synced = 0
 
     def transact(self, fn: Callable[[Any], Any], write: bool = True,
                  durable: bool = True) -> defer.Deferred:
@@ -243,9 +247,19 @@ class LmdbMetadataStore:
         return self._submit(fn, durable)
 
     def sync(self) -> defer.Deferred:
-        return self._submit(None, True)
+        mark = self._lazy_writes
+        if mark == self._lazy_synced:
+            return defer.succeed(None)
+
+        def synced(result: Any) -> Any:
+            self._lazy_synced = max(self._lazy_synced, mark)
+            return result
+        # Queued behind every write submitted so far, so the one fsync covers them all.
+        return self._submit(None, True).addCallback(synced)
 
     def _submit(self, fn: Callable[[Any], Any] | None, durable: bool) -> defer.Deferred:
+        if not durable:
+            self._lazy_writes += 1
         return self.writer.submit((fn, durable))
 
     def _write_batch(self, batch: list) -> list:
