@@ -22,10 +22,24 @@ def pack_record(r: FileRecord) -> bytes:
                        verf or bytes(8)) + r.target
 
 
+#: Records decoded lately, by their encoded bytes: the same bytes always decode to the same
+#: (immutable) record, so hot files (directories on every LOOKUP, a file being statted) are
+#: decoded once.  Bounded; cleared when full.  Plain dict operations: safe from any thread.
+_decoded: dict[bytes, FileRecord] = {}
+_DECODED_MAX = 16384
+
+
 def unpack_record(b: bytes) -> FileRecord:
+    rec = _decoded.get(b)
+    if rec is not None:
+        return rec
     (version, fileid, ftype, has_verf, mode, nlink, uid, gid, size, maj, mnr, atime, mtime,
      ctime, parent, verf) = _FIXED.unpack_from(b, 0)
     if version != VERSION:
         raise ValueError(f"unknown record version {version}")
-    return FileRecord(fileid, ftype, mode, nlink, uid, gid, size, (maj, mnr), atime, mtime,
-                      ctime, parent, bytes(b[_FIXED.size:]), verf if has_verf else None)
+    rec = FileRecord(fileid, ftype, mode, nlink, uid, gid, size, (maj, mnr), atime, mtime,
+                     ctime, parent, bytes(b[_FIXED.size:]), verf if has_verf else None)
+    if len(_decoded) >= _DECODED_MAX:
+        _decoded.clear()
+    _decoded[bytes(b)] = rec
+    return rec
