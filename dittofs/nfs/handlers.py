@@ -444,26 +444,37 @@ class NfsHandlers:
         try:
             share, fid = self.resolve(a.dir, ctx)
             self._check_cookie(a.cookie, a.cookieverf)
-            limit = max(min(a.maxcount // 150, a.dircount // 24), 1) + 2
-            d, entries, eof = await self.md.readdir(share, self.identity(share, ctx), fid,
-                                                    a.cookie, min(limit, 4096), plus=True)
-            used = 108
+            ident = self.identity(share, ctx)
+            used = 108  # status, dir attributes, cookieverf, list end, eof
             dirbytes = 0
             out = []
-            for e, rec in entries:
-                pad = len(e.name) + (-len(e.name) & 3)
-                dsize = 24 + pad
-                size = dsize + (88 if rec is not None else 4) + 8 + 24
-                if used + size > a.maxcount or dirbytes + dsize > a.dircount:
-                    eof = False
+            cookie = a.cookie
+            while True:
+                # Entries (with their records) are fetched for what should fit, reckoning
+                # 8-byte names, and then for what room is left: a fetch of entries that do
+                # not fit is a waste of record reads.
+                limit = max(min((a.maxcount - used) // 152, (a.dircount - dirbytes) // 32), 1) + 2
+                d, entries, eof = await self.md.readdir(share, ident, fid, cookie,
+                                                        min(limit, 4096), plus=True)
+                full = False
+                for e, rec in entries:
+                    pad = len(e.name) + (-len(e.name) & 3)
+                    dsize = 24 + pad
+                    size = dsize + (88 if rec is not None else 4) + 8 + 24
+                    if used + size > a.maxcount or dirbytes + dsize > a.dircount:
+                        eof = False
+                        full = True
+                        break
+                    used += size
+                    dirbytes += dsize
+                    if rec is None:
+                        out.append(C.EntryPlus3(e.fileid, e.name, e.cookie, None, None))
+                    else:
+                        out.append(C.EntryPlus3(e.fileid, e.name, e.cookie, fattr(share, rec),
+                                                self.fh(share, rec)))
+                if full or eof or not entries:
                     break
-                used += size
-                dirbytes += dsize
-                if rec is None:
-                    out.append(C.EntryPlus3(e.fileid, e.name, e.cookie, None, None))
-                else:
-                    out.append(C.EntryPlus3(e.fileid, e.name, e.cookie, fattr(share, rec),
-                                            self.fh(share, rec)))
+                cookie = entries[-1][0].cookie
             if not out and entries:
                 raise NfsError(NfsStat.NFS3ERR_TOOSMALL)
             return OK, C.ReaddirplusOk(fattr(share, d), self.cookieverf, out, eof)

@@ -413,6 +413,32 @@ def test_readdirplus(c, workdir):
         assert st == OK and a.fileid == e.fileid
 
 
+def test_readdirplus_replies_are_filled_whatever_the_name_lengths(c, workdir):
+    """Entries are fetched for what should fit and then for the room left: short names
+    (more entries per reply than the first fetch reckons) and long ones still give full
+    replies, and a listing sees every name once, in cookie order."""
+    names = [bytes([97 + i // 26, 97 + i % 26]) for i in range(400)]  # "aa".."pj": 2 bytes
+    names += [b"long-name-%04d-" % i + b"x" * 40 for i in range(100)]
+    for n in names:
+        assert create(c, workdir, n)[0] == OK
+    seen, cookie, verf, counts = [], 0, ZERO8, []
+    while True:
+        st, r = c.nfs(Proc.READDIRPLUS, C.ReaddirplusArgs(workdir, cookie, verf, 8192, 65536))
+        assert st == OK
+        dirbytes = sum(24 + len(e.name) + (-len(e.name) & 3) for e in r.entries)
+        assert dirbytes <= 8192
+        if not r.eof:  # no room left for even the next entry (at most 24 + 56 bytes)
+            assert dirbytes > 8192 - 80
+        counts.append(len(r.entries))
+        seen += [e.name for e in r.entries]
+        if r.eof:
+            break
+        cookie, verf = r.entries[-1].cookie, r.cookieverf
+    assert seen[:2] == [b".", b".."] and sorted(seen[2:]) == sorted(names)
+    assert len(set(seen)) == len(seen)
+    assert counts[0] == 8192 // 28  # 2-byte names: 28 bytes each, more than one fetch
+
+
 def test_fsstat_fsinfo_pathconf(c, root):
     st, fs = c.nfs(Proc.FSSTAT, root)
     assert st == OK and fs.tbytes >= fs.fbytes >= fs.abytes > 0 and fs.tfiles > fs.ffiles
