@@ -16,6 +16,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from twisted.logger import Logger
 
+from dittofs.config import DURABILITY
 from dittofs.control import auth
 from dittofs.control import models as m
 from dittofs.smb.sessions import FailureLimiter
@@ -66,6 +67,11 @@ def _body(request: Any) -> dict:
     if not isinstance(data, dict):
         raise ApiError(400, "the body must be a JSON object")
     return data
+
+
+def _check_durability(options: dict) -> None:
+    if options.get("durability", "local") not in DURABILITY:
+        raise ApiError(400, "durability: " + ", ".join(DURABILITY))
 
 
 def _field(data: dict, key: str, typ: type, required: bool = True, default: Any = None) -> Any:
@@ -382,8 +388,7 @@ class Api:
         if ms not in reg.metadata_configs or bs not in reg.block_configs:
             raise ApiError(400, "metadata_store/block_store: no store of that name")
         options = {k: _field(data, k, t) for k, t in SHARE_OPTIONS.items() if k in data}
-        if options.get("durability", "local") not in ("writeback", "local", "remote"):
-            raise ApiError(400, "durability: writeback, local or remote")
+        _check_durability(options)
         if name in self.control.runtime.shares.by_name:
             raise ApiError(409, f"share {name} exists")
         row = m.Share(name=name, metadata_store=ms, block_store=bs, options=options)
@@ -404,8 +409,7 @@ class Api:
         path = "/" + name.strip("/")
         data = _body(request)
         options = {k: _field(data, k, t) for k, t in SHARE_OPTIONS.items() if k in data}
-        if options.get("durability", "local") not in ("writeback", "local", "remote"):
-            raise ApiError(400, "durability: writeback, local or remote")
+        _check_durability(options)
 
         def change(s: Any) -> m.Share | str:
             row = s.get(m.Share, path)

@@ -176,6 +176,9 @@ def test_bad_input_is_400_not_500(api):
                                         "uid": -1})[0] == 400
     assert http.call("POST", "/users", {"name": "ok", "password": 5, "uid": 1})[0] == 400
     assert http.call("POST", "/shares", {"name": "/a/../b"})[0] == 400
+    st, body = http.call("POST", "/shares", {"name": "/d", "durability": "eventually"})
+    assert st == 400 and "writeback, local, remote" in json.dumps(body), body
+    assert http.call("PATCH", "/shares/export", {"durability": "sometimes"})[0] == 400
     assert http.call("POST", "/users", raw=b"{not json")[0] == 400
     assert http.call("POST", "/users", raw=b"[1, 2]")[0] == 400
     assert http.call("POST", "/users", raw=b"{" + b" " * 70000 + b"}")[0] == 413
