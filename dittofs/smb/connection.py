@@ -42,7 +42,7 @@ SIGNING_ENABLED, SIGNING_REQUIRED = 0x1, 0x2
 CAP_DFS, CAP_LEASING, CAP_LARGE_MTU = 0x1, 0x2, 0x4
 PREAUTH_INTEGRITY, ENCRYPTION_CAPS, SIGNING_CAPS = 0x1, 0x2, 0x8
 SHA512 = 0x1
-AES_CMAC = 0x1
+SIGNING_ALGORITHMS = (signing.AES_GMAC, signing.AES_CMAC)
 SESSION_FLAG_IS_GUEST, SESSION_FLAG_IS_NULL = 0x1, 0x2
 MAX_CREDITS = 8192
 MAX_INFLIGHT = 64
@@ -84,6 +84,7 @@ class Connection:
         self.send = send
         self.close = close
         self.dialect = 0
+        self.sign_alg = signing.HMAC_SHA256
         self.negotiated = False
         self.client_guid = b""
         self.client_security_mode = 0
@@ -242,7 +243,7 @@ class Connection:
             if msg[16] & F_SIGNED:
                 s = self.sessions.get(struct.unpack_from("<Q", msg, 40)[0])
                 if s is not None and s.signing_key:
-                    signing.sign(self.dialect, s.signing_key, msg)
+                    signing.sign(self.sign_alg, s.signing_key, msg)
         self.send([bytes(b"".join(chunks))])
 
     def _take_credits(self, hdr: Header, raw: bytes) -> None:
@@ -337,7 +338,7 @@ class Connection:
         if not s.signing_key:
             return
         if ctx.hdr.flags & F_SIGNED:
-            if not signing.verify(self.dialect, s.signing_key, ctx.raw):
+            if not signing.verify(self.sign_alg, s.signing_key, ctx.raw):
                 log.warn("smb: bad signature from {peer} on session {sid}", peer=self.peer[0],
                          sid=s.id)
                 raise SmbError(Status.ACCESS_DENIED, "bad signature")
@@ -374,7 +375,7 @@ class Connection:
             else:
                 msg += body
             if not chained:
-                signing.sign(self.dialect, s.signing_key, msg)
+                signing.sign(self.sign_alg, s.signing_key, msg)
             return msg
         if isinstance(body, list):
             return [out, *body]
@@ -413,7 +414,7 @@ class Connection:
                                ctx.session_id or 0).pack())
         out += b"".join(body) if isinstance(body, list) else body
         if sign:
-            signing.sign(self.dialect, s.signing_key, out)
+            signing.sign(self.sign_alg, s.signing_key, out)
         self.send([bytes(out)])
         self.server.observe(hdr.command, status, ctx.started)
 
@@ -429,6 +430,7 @@ class Connection:
 
     def _choose(self, dialect: int) -> None:
         self.dialect = dialect
+        self.sign_alg = signing.algorithm(dialect)
         self.negotiated = True
         self.max_io = self.server.max_io if dialect >= 0x0210 else SMB2_02_MAX_IO
 
@@ -469,8 +471,12 @@ class Connection:
             if sig is not None and len(sig) >= 2:
                 n = struct.unpack_from("<H", sig)[0]
                 offered = struct.unpack_from(f"<{n}H", sig, 2) if len(sig) >= 2 + 2 * n else ()
-                if AES_CMAC in offered:
-                    contexts.append((SIGNING_CAPS, struct.pack("<HH", 1, AES_CMAC)))
+                # The client lists its algorithms most preferred first: take the first one
+                # we have (AES-GMAC or AES-CMAC; HMAC-SHA256 is for 2.x dialects).
+                chosen = next((a for a in offered if a in SIGNING_ALGORITHMS), None)
+                if chosen is not None:
+                    self.sign_alg = signing.algorithm(dialect, chosen)
+                    contexts.append((SIGNING_CAPS, struct.pack("<HH", 1, chosen)))
             self.preauth = signing.preauth(bytes(64), bytes(ctx.raw))
         body = self._negotiate_body(dialect, contexts)
         if dialect == 0x0311:

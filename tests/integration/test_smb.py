@@ -144,3 +144,34 @@ def test_wrong_password_is_refused_and_rate_limited(tmp_path):
             assert u not in log
     finally:
         stop_and_check(srv)
+
+
+@pytest.mark.parametrize("algorithm", ["AES_GMAC", "AES_CMAC"])
+def test_signed_session_with_each_signing_algorithm(server, algorithm):
+    """3.1.1 negotiates the signing algorithm (SMB2_SIGNING_CAPABILITIES): the client's
+    first choice we have.  smbprotocol checks every signature we send."""
+    import uuid
+
+    from smbprotocol.connection import Connection, SigningAlgorithms
+    from smbprotocol.session import Session
+    from smbprotocol.tree import TreeConnect
+
+    from tests.support.smb import open_file
+
+    want = getattr(SigningAlgorithms, algorithm)
+    offered = [want, SigningAlgorithms.AES_CMAC, SigningAlgorithms.HMAC_SHA256]
+    conn = Connection(uuid.uuid4(), "127.0.0.1", server.smb_port, require_signing=True)
+    conn.connect(dialect=0x0311, timeout=10, preferred_signing_algos=offered)
+    try:
+        assert conn.signing_algorithm_id == want
+        session = Session(conn, "alice", PASSWORDS["alice"], require_encryption=False)
+        session.connect()
+        tree = TreeConnect(session, r"\\127.0.0.1\export")
+        tree.connect()
+        f = open_file(tree, f"signed-{algorithm}.bin")
+        data = os.urandom(300_000)
+        f.write(data, 0)
+        assert f.read(0, len(data)) == data
+        f.close()
+    finally:
+        conn.disconnect(True)

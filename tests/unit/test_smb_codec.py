@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import struct
 
+import pytest
 import spnego
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -168,17 +169,50 @@ def test_signing_kdf_and_cmac():
     from cryptography.hazmat.primitives.ciphers import algorithms
     c = cmac.CMAC(algorithms.AES(rfc_key))
     c.update(zeroed)
-    assert signing.signature(0x0300, rfc_key, msg) == c.finalize()
+    assert signing.algorithm(0x0300) == signing.algorithm(0x0311) == signing.AES_CMAC
+    assert signing.signature(signing.AES_CMAC, rfc_key, msg) == c.finalize()
     c = cmac.CMAC(algorithms.AES(rfc_key))
     c.update(b"")
     assert c.finalize() == hexv("bb1d6929e95937287fa37d129b756746")  # RFC 4493 example 1
     # 2.x: HMAC-SHA256 truncated to 16 bytes
     want = hmac.new(key, zeroed, hashlib.sha256).digest()[:16]
-    assert signing.signature(0x0202, key, msg) == want
-    signing.sign(0x0300, rfc_key, msg)
-    assert msg[16] & 0x08 and signing.verify(0x0300, rfc_key, bytes(msg))
+    assert signing.algorithm(0x0202) == signing.algorithm(0x0210) == signing.HMAC_SHA256
+    assert signing.signature(signing.HMAC_SHA256, key, msg) == want
+    signing.sign(signing.AES_CMAC, rfc_key, msg)
+    assert msg[16] & 0x08 and signing.verify(signing.AES_CMAC, rfc_key, bytes(msg))
     msg[70 % len(msg)] ^= 1
-    assert not signing.verify(0x0300, rfc_key, bytes(msg))
+    assert not signing.verify(signing.AES_CMAC, rfc_key, bytes(msg))
+
+
+@pytest.mark.parametrize("command,flags", [(8, 0x0), (8, 0x1), (0x0C, 0x0), (5, 0x1)])
+def test_gmac_signatures_match_an_independent_client(command, flags):
+    """AES-128-GMAC (3.1.1): checked against smbprotocol's own signer, which builds the
+    nonce from MessageId, the sender's role and CANCEL, and signs the zeroed header."""
+    from types import SimpleNamespace
+
+    from smbprotocol.connection import Connection as ClientConnection
+    from smbprotocol.connection import Dialects, SigningAlgorithms
+
+    key = bytes(range(16, 32))
+    message_id = 0x0102030405060708
+    msg = bytearray(64 + 40)
+    msg[0:4] = b"\xfeSMB"
+    msg[12:14] = command.to_bytes(2, "little")
+    msg[16:20] = flags.to_bytes(4, "little")
+    msg[24:32] = message_id.to_bytes(8, "little")
+    msg[64:] = bytes(range(40))
+    client = SimpleNamespace(dialect=Dialects.SMB_3_1_1,
+                             signing_algorithm_id=SigningAlgorithms.AES_GMAC)
+    want = ClientConnection._generate_signature(client, bytes(msg), key, message_id,
+                                                bool(flags & 1), command)
+    assert signing.signature(signing.AES_GMAC, key, msg) == want
+    msg[48:64] = b"\xee" * 16  # the field is ignored, as for CMAC
+    assert signing.signature(signing.AES_GMAC, key, msg) == want
+    signing.sign(signing.AES_GMAC, key, msg)
+    assert msg[16] & 0x08 and signing.verify(signing.AES_GMAC, key, bytes(msg))
+    other = bytearray(msg)
+    other[24] ^= 1  # another MessageId: another nonce
+    assert not signing.verify(signing.AES_GMAC, key, bytes(other))
 
 
 def test_negotiate_request_parse_and_response_layout():
