@@ -39,6 +39,12 @@ class RecordReader:
     def feed(self, data: bytes) -> list[bytes]:
         """Add ``data``; return every record it completes (possibly none)."""
         q = self._q
+        if not q and not self._frags and len(data) > 4:
+            # The usual case: one whole single-fragment record in one chunk, nothing held.
+            mark = _MARK.unpack_from(data, 0)[0]
+            if mark & LAST_FRAGMENT and (mark & 0x7FFFFFFF) == len(data) - 4 \
+                    and len(data) - 4 <= self.max_record:
+                return [data[4:]]
         q.append(data)
         out: list[bytes] = []
         while len(q) >= 4:

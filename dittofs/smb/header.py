@@ -141,6 +141,11 @@ class FrameReader:
 
     def feed(self, data: bytes) -> list[bytes]:
         q = self._q
+        if not q and len(data) > 4:
+            # The usual case: one whole message in one chunk, nothing held.
+            word = _LEN.unpack_from(data, 0)[0]
+            if word == len(data) - 4 and word <= self.max_message:  # (first byte zero)
+                return [data[4:]]
         q.append(data)
         out = []
         while len(q) >= 4:

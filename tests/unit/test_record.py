@@ -61,6 +61,15 @@ def test_limit_is_checked_at_the_marker():
         r.feed(struct.pack(">I", 0x80000000 | 500))  # fragments add up past the limit
 
 
+def test_a_whole_record_in_one_chunk_is_still_held_to_the_limit():
+    assert RecordReader(max_record=11).feed(frame_bytes(b"x" * 11)) == [b"x" * 11]
+    with pytest.raises(RecordError):
+        RecordReader(max_record=10).feed(frame_bytes(b"x" * 11))
+    r = RecordReader()
+    assert r.feed(frame_bytes(b"one") + frame_bytes(b"two")) == [b"one", b"two"]
+    assert r.feed(H("00000002") + b"ab") == [] and r.feed(frame_bytes(b"c")) == [b"abc"]
+
+
 def test_empty_non_final_fragment_is_refused():
     with pytest.raises(RecordError):
         RecordReader().feed(H("00000000"))

@@ -117,3 +117,14 @@ def test_random_bytes_raise_only_our_errors(data):
             split_compound(msg)
     except (FrameError, HeaderError):
         pass
+
+
+def test_framing_of_whole_messages_in_one_chunk():
+    assert FrameReader(max_message=3).feed(frame(b"abc")) == [b"abc"]
+    with pytest.raises(FrameError):
+        FrameReader(max_message=2).feed(frame(b"abc"))
+    with pytest.raises(FrameError):  # a non-zero first byte is refused, whole or not
+        FrameReader().feed(hexv("01000003 616263"))
+    r = FrameReader()
+    assert r.feed(frame(b"abc") + frame(b"de")) == [b"abc", b"de"]
+    assert r.feed(hexv("00000004 6162")) == [] and r.feed(hexv("6364")) == [b"abcd"]
