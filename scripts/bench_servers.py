@@ -451,7 +451,9 @@ def main() -> int:
         install()
     binary = nfsops()
     base = Path(tempfile.mkdtemp(prefix="dittofs-bench-"))
-    image_mount = _fresh_filesystem(base)
+    # Every run leaves its 256 MiB file (and our rewritten blocks) on every server: the
+    # image is sized for the runs asked for (sparse: only what is written takes space).
+    image_mount = _fresh_filesystem(base, (2 << 30) * (1 + runs * len(protocols)))
     data = image_mount or base
     extra = []
     s3 = pg = None
@@ -525,9 +527,10 @@ def main() -> int:
     return 0
 
 
-def _fresh_filesystem(base: Path) -> Path | None:
-    """A fresh ext4 image loop-mounted under ``base`` (creation rates on an aged root
-    filesystem vary 20x here); None when that cannot be done (no root, no loop device)."""
+def _fresh_filesystem(base: Path, size: int) -> Path | None:
+    """A fresh ext4 image of ``size`` bytes loop-mounted under ``base`` (creation rates on
+    an aged root filesystem vary 20x here); None when that cannot be done (no root, no
+    loop device)."""
     if os.geteuid() != 0 or shutil.which("mkfs.ext4") is None:
         return None
     img = base / "fs.img"
@@ -535,7 +538,7 @@ def _fresh_filesystem(base: Path) -> Path | None:
     mnt.mkdir()
     try:
         with open(img, "wb") as fh:
-            fh.truncate(4 << 30)
+            fh.truncate(size)
         sh("mkfs.ext4", "-q", "-F", str(img))
         sh("mount", "-o", "loop", str(img), str(mnt))
     except (RuntimeError, OSError):
