@@ -7,6 +7,7 @@ target to the end.  Version byte first so the format can change.
 
 from __future__ import annotations
 
+import functools
 import struct
 
 from dittofs.metadata.types import FileRecord
@@ -22,24 +23,18 @@ def pack_record(r: FileRecord) -> bytes:
                        verf or bytes(8)) + r.target
 
 
-#: Records decoded lately, by their encoded bytes: the same bytes always decode to the same
-#: (immutable) record, so hot files (directories on every LOOKUP, a file being statted) are
-#: decoded once.  Bounded; cleared when full.  Plain dict operations: safe from any thread.
-_decoded: dict[bytes, FileRecord] = {}
+#: How many decoded records are kept (see unpack_record).
 _DECODED_MAX = 16384
 
 
+@functools.lru_cache(maxsize=_DECODED_MAX)
 def unpack_record(b: bytes) -> FileRecord:
-    rec = _decoded.get(b)
-    if rec is not None:
-        return rec
+    """Decode a record.  Memoised by the encoded bytes: the same bytes always decode to the
+    same (immutable) record, so hot files (directories on every LOOKUP, a file being
+    statted) are decoded once."""
     (version, fileid, ftype, has_verf, mode, nlink, uid, gid, size, maj, mnr, atime, mtime,
      ctime, parent, verf) = _FIXED.unpack_from(b, 0)
     if version != VERSION:
         raise ValueError(f"unknown record version {version}")
-    rec = FileRecord(fileid, ftype, mode, nlink, uid, gid, size, (maj, mnr), atime, mtime,
-                     ctime, parent, bytes(b[_FIXED.size:]), verf if has_verf else None)
-    if len(_decoded) >= _DECODED_MAX:
-        _decoded.clear()
-    _decoded[bytes(b)] = rec
-    return rec
+    return FileRecord(fileid, ftype, mode, nlink, uid, gid, size, (maj, mnr), atime, mtime,
+                      ctime, parent, bytes(b[_FIXED.size:]), verf if has_verf else None)

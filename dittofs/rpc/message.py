@@ -7,6 +7,7 @@ arguments.  The ``*_reply`` functions build reply headers as bytes.
 from __future__ import annotations
 
 import enum
+import functools
 import struct
 from typing import NamedTuple
 
@@ -97,7 +98,7 @@ _CALL, _REPLY, _ACCEPTED = int(MsgType.CALL), int(MsgType.REPLY), int(ReplyStat.
 _AUTH_NONE, _AUTH_SYS = int(AuthFlavor.AUTH_NONE), int(AuthFlavor.AUTH_SYS)
 
 
-def parse_auth_unix(body: memoryview) -> AuthUnix:
+def parse_auth_unix(body: bytes | memoryview) -> AuthUnix:
     """Decode an authsys_parms body; raise XdrError if it is malformed."""
     u = Unpacker(body)
     stamp = u.u32()
@@ -130,10 +131,9 @@ def encode_auth_unix(cred: AuthUnix) -> bytes:
     return p.getvalue()
 
 
-#: Decoded AUTH_SYS credentials by their wire bytes: a client sends the same few over and
-#: over, so most calls skip the decode.  Bounded; cleared when full.
-_creds: dict[bytes, AuthUnix] = {}
-_CREDS_MAX = 4096
+#: AUTH_SYS credentials decoded by their wire bytes: a client sends the same few over and
+#: over, so most calls skip the decode (a malformed one raises, and is not remembered).
+_auth_unix = functools.lru_cache(maxsize=4096)(parse_auth_unix)
 
 
 def parse_call(u: Unpacker) -> RpcCall:
@@ -166,16 +166,10 @@ def parse_call(u: Unpacker) -> RpcCall:
     u.pos = pos
     cred: AuthUnix | None = None
     if cred_flavor == _AUTH_SYS:
-        raw = bytes(data[cred_at:cred_at + n])
-        cred = _creds.get(raw)
-        if cred is None:
-            try:
-                cred = parse_auth_unix(memoryview(raw))
-            except XdrError:
-                raise RpcDenied(xid, auth_error_reply(xid, AuthStat.AUTH_BADCRED)) from None
-            if len(_creds) >= _CREDS_MAX:
-                _creds.clear()
-            _creds[raw] = cred
+        try:
+            cred = _auth_unix(bytes(data[cred_at:cred_at + n]))
+        except XdrError:
+            raise RpcDenied(xid, auth_error_reply(xid, AuthStat.AUTH_BADCRED)) from None
     elif cred_flavor != _AUTH_NONE:
         raise RpcDenied(xid, auth_error_reply(xid, AuthStat.AUTH_BADCRED))
     if verf_flavor != _AUTH_NONE:

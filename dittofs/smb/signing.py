@@ -73,13 +73,17 @@ def _gmac_nonce(message: Any) -> bytes:
     return bytes(message[24:32]) + bytes((info, 0, 0, 0))
 
 
+def _gmac(key: bytes, zeroed: Any) -> bytes:
+    """AES-GMAC of a message whose signature field is already zero: it is the AAD."""
+    return _keyed(AES_GMAC, key).encrypt(_gmac_nonce(zeroed), b"", zeroed)
+
+
 def signature(alg: int, key: bytes, message: bytes | bytearray) -> bytes:
     """The signature of ``message`` (its own signature field is taken as zero)."""
     view = memoryview(message)
     try:
         if alg == AES_GMAC:
-            aad = b"".join((view[:48], _ZERO16, view[64:]))
-            return _keyed(alg, key).encrypt(_gmac_nonce(view), b"", aad)
+            return _gmac(key, b"".join((view[:48], _ZERO16, view[64:])))
         c = _keyed(alg, key).copy()
         c.update(view[:48])
         c.update(_ZERO16)
@@ -94,9 +98,9 @@ def signature(alg: int, key: bytes, message: bytes | bytearray) -> bytes:
 def sign(alg: int, key: bytes, message: bytearray) -> None:
     """Set SMB2_FLAGS_SIGNED and write the signature into ``message`` in place."""
     message[16] |= 0x08
-    if alg == AES_GMAC:  # the field zeroed in place: the message itself is the AAD
+    if alg == AES_GMAC:  # zeroed in place, the message itself is the AAD: no copy
         message[_SIG] = _ZERO16
-        message[_SIG] = _keyed(alg, key).encrypt(_gmac_nonce(message), b"", message)
+        message[_SIG] = _gmac(key, message)
         return
     message[_SIG] = signature(alg, key, message)
 

@@ -41,7 +41,8 @@ def test_decoding_follows_the_bytes_not_an_earlier_decode():
     assert unpack_record(pack_record(link)).target == b"/some/where"
     for i in range(records._DECODED_MAX + 10):  # the memo stays bounded
         unpack_record(pack_record(REC._replace(fileid=100 + i)))
-    assert len(records._decoded) <= records._DECODED_MAX
+    info = unpack_record.cache_info()
+    assert info.maxsize == records._DECODED_MAX and info.currsize <= records._DECODED_MAX
     assert unpack_record(WIRE) == REC
 
 
