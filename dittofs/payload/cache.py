@@ -1,7 +1,10 @@
 """The block cache: 4 MiB block buffers per file, what is written in them, and LRU eviction.
 
 Pure bookkeeping, no I/O and no threads.  A block's buffer is only as long as its
-content; bytes beyond it, and holes inside it, are zeros.  A block whose content was
+content; bytes beyond it, and holes inside it, are zeros.  It is a ``bytearray``, or an
+immutable buffer the block adopted without a copy (``bytes`` fetched from the block store,
+a view of a received message that covered the whole block) and copies on its first
+partial write.  A block whose content was
 uploaded before (``base`` set) but is not ``loaded`` holds only the ranges written
 since, listed in ``cov``; they must be merged over the base before it can be read or
 uploaded in full.
@@ -48,7 +51,7 @@ class Block:
     def __init__(self, cid: str, idx: int, base: Any = UNKNOWN) -> None:
         self.cid = cid
         self.idx = idx
-        self.buf = bytearray()
+        self.buf: Any = bytearray()  # or adopted bytes / a read-only view of bytes
         self.base = base  # digest of the stored content, None if never stored, or UNKNOWN
         self.loaded = base is None  # True once buf holds the whole content
         self.cov: list[tuple[int, int]] = []
@@ -66,6 +69,8 @@ class Block:
     def write(self, off: int, data: Any) -> None:
         end = off + len(data)
         buf = self.buf
+        if type(buf) is not bytearray:  # adopted and immutable: copy on first write
+            buf = self.buf = bytearray(buf)
         if len(buf) < off:
             buf.extend(bytes(off - len(buf)))
         buf[off:end] = data
@@ -84,10 +89,21 @@ class Block:
         self.cov = []
         self.loaded = True
 
+    def adopt(self, data: Any) -> None:
+        """The whole content is ``data``, immutable (``bytes`` or a view of ``bytes``): kept
+        as the buffer, not copied."""
+        self.buf = data
+        self.loaded = True
+        self.cov = []
+        self.version += 1
+
     def truncate(self, length: int) -> None:
         """Cut the content at ``length`` (the block must be complete)."""
         if len(self.buf) > length:
-            del self.buf[length:]
+            if type(self.buf) is bytearray:
+                del self.buf[length:]
+            else:
+                self.buf = self.buf[:length]
             self.version += 1
 
 
@@ -120,6 +136,11 @@ class Cache:
     def write(self, block: Block, off: int, data: Any) -> None:
         before = len(block.buf)
         block.write(off, data)
+        self._resized(block, before)
+
+    def adopt(self, block: Block, data: Any) -> None:
+        before = len(block.buf)
+        block.adopt(data)
         self._resized(block, before)
 
     def merge(self, block: Block, base_data: bytes) -> None:

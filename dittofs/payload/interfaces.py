@@ -23,7 +23,9 @@ class IPayloadService(Interface):
         the caller clamps ``count`` to the file size."""
 
     def write_at(content_id, offset, data, sync=True):
-        """Store ``data`` (bytes-like) at ``offset``; fire once acknowledged."""
+        """Store ``data`` (bytes-like) at ``offset``; fire once acknowledged.  A whole block
+        of an immutable buffer (``bytes``, or a view of it) may be kept by the cache as it
+        is; a mutable one is copied, and must not change until the write fires."""
 
     def truncate(content_id, size, sync=True):
         """Discard content at and beyond ``size``."""
@@ -51,7 +53,8 @@ class IBlockStore(Interface):
     name = Attribute("The store's configured name.")
 
     def put(key, data):
-        """Store ``data`` (bytes) under ``key``, atomically: a reader sees all or nothing."""
+        """Store ``data`` (bytes-like, unchanging) under ``key``, atomically: a reader sees all
+        or nothing."""
 
     def get(key):
         """Fire with the bytes stored under ``key``; fail with KeyError if there are none."""

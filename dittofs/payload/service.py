@@ -161,6 +161,9 @@ class CachedPayloadService:
 
     def _apply_write(self, cid: str, offset: int, data: Any, segment: int) -> None:
         mv = memoryview(data)
+        # The bytes of a received message never change: a whole block of them is kept as
+        # the block's buffer (no copy into the cache, none again for the upload).
+        immutable = type(mv.obj) is bytes
         pos, i, total = offset, 0, len(mv)
         while i < total:
             idx, start = divmod(pos, BLOCK_SIZE)
@@ -169,9 +172,14 @@ class CachedPayloadService:
             if b is None:
                 b = self.cache.add(Block(cid, idx))
             self.cache.mark_dirty(b, segment)
-            if not b.complete and start == 0 and n == BLOCK_SIZE:
-                b.loaded, b.cov = True, []  # a whole-block overwrite needs no base
-            self.cache.write(b, start, mv[i:i + n])
+            if n == BLOCK_SIZE:  # a whole-block overwrite needs no base
+                if immutable:
+                    self.cache.adopt(b, mv[i:i + n])
+                else:
+                    b.loaded, b.cov = True, []
+                    self.cache.write(b, start, mv[i:i + n])
+            else:
+                self.cache.write(b, start, mv[i:i + n])
             # A sequential writer that just filled the block will not touch it again:
             # upload now.  Other dirty blocks wait until they go idle (see _tick), so that
             # random overwrites do not re-hash and re-upload 4 MiB each time.
@@ -243,8 +251,7 @@ class CachedPayloadService:
             b = self.cache.get(cid, idx)  # a write may have created it meanwhile
             if b is None:
                 b = Block(cid, idx, base=digest)
-                b.loaded = True
-                b.buf = bytearray(data)
+                b.adopt(data if type(data) is bytes else bytes(data))
                 return self.cache.add(b)
             if not b.complete:
                 b.base = digest

@@ -188,7 +188,8 @@ class TransferManager:
             if b.dropped:
                 return
             version = b.version
-            data = bytes(b.buf)
+            buf = b.buf  # a snapshot: later writes change a bytearray in place
+            data = bytes(buf) if type(buf) is bytearray else buf
             digest = await self._hash(data)
             lock = await self.digest_locks.acquire(digest)
             try:

@@ -171,6 +171,35 @@ async def test_partial_overwrite_of_an_uploaded_and_evicted_block(hash_pool):
 
 
 @pytest_twisted.ensureDeferred
+async def test_whole_blocks_of_immutable_bytes_are_kept_without_a_copy(hash_pool):
+    p = make(hash_pool, store=GatedStore())
+    await p.start()
+    p.store.open = False  # uploads wait: the cache alone answers reads
+    message = b"HDR" + os.urandom(2 * BLOCK_SIZE + 10)  # like a received 8 MiB SMB WRITE
+    await p.write_at("f", 0, memoryview(message)[3:])
+    b0, b1, tail = (p.cache.get("f", i) for i in range(3))
+    assert b0.buf.obj is message and b1.buf.obj is message  # adopted, not copied
+    assert type(tail.buf) is bytearray and p.cache.bytes() == 2 * BLOCK_SIZE + 10
+    await p.write_at("f", 5, b"PATCH")  # copy on write: the message itself never changes
+    expect = message[3:8] + b"PATCH" + message[13:]
+    assert message[8:13] != b"PATCH" and type(b0.buf) is bytearray
+    assert await p.read_at("f", 0, 2 * BLOCK_SIZE + 10) == expect
+    await p.truncate("f", BLOCK_SIZE + 7)  # cuts an adopted block: a shorter view
+    kept = message[3 + BLOCK_SIZE:10 + BLOCK_SIZE]
+    assert await p.read_at("f", BLOCK_SIZE, 10) == kept + bytes(3)
+    p.store.release()
+    await p.flush("f", remote=True)
+    assert {k.split("/")[1] for k in p.store.blobs} >= {
+        sha(expect[:BLOCK_SIZE]), sha(expect[BLOCK_SIZE:BLOCK_SIZE + 7])}
+    mutable = bytearray(os.urandom(BLOCK_SIZE))  # a buffer the caller may reuse: copied
+    await p.write_at("g", 0, mutable)
+    before = bytes(mutable)
+    mutable[:4] = b"XXXX"
+    assert await p.read_at("g", 0, BLOCK_SIZE) == before
+    await p.close()
+
+
+@pytest_twisted.ensureDeferred
 async def test_dedup_refcounts_and_gc(hash_pool):
     p = make(hash_pool)
     await p.start()

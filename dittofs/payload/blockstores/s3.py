@@ -57,9 +57,12 @@ class S3BlockStore:
             out += [o["Key"][len(self.prefix):] for o in page.get("Contents", [])]
         return out
 
-    def put(self, key: str, data: bytes) -> Any:
-        return self.pool.run(self.client.put_object, Bucket=self.bucket, Key=self.prefix + key,
-                         Body=bytes(data))
+    def _put(self, key: str, data: Any) -> None:
+        # boto3 wants bytes or a file; a view is copied here, in the pool, not on the reactor
+        self.client.put_object(Bucket=self.bucket, Key=self.prefix + key, Body=bytes(data))
+
+    def put(self, key: str, data: Any) -> Any:
+        return self.pool.run(self._put, key, data)
 
     def get(self, key: str) -> Any:
         return self.pool.run(self._get, key)
