@@ -7,6 +7,9 @@ written record is detected and replay stops there.  Segments are files
 
 Appends happen in one writer thread that gathers everything queued into one
 ``writev`` and one ``fsync`` (group commit); callers that need durability wait for it.
+A small unsynced append is written inline when the writer is idle; a large record is
+checksummed and written by the writer thread (zlib releases the GIL for both), so the
+reactor can take in the next message meanwhile.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ RESERVE_FRACTION = 0.05
 RESERVE_MAX = 64 * 1024 * 1024
 _CHECK_BYTES = 4 * 1024 * 1024  # free space is looked at after this much is appended...
 _CHECK_SECONDS = 0.5  # ...or this long after it was found low
+#: Records with at least this much data are encoded (CRC) in the writer thread.
+OFFLOAD_BYTES = 256 * 1024
 
 
 class WalRecord(NamedTuple):
@@ -90,10 +95,7 @@ class Wal:
         self._seg_size = 0
         self._fd: int | None = None
         self._fd_seg = 0
-        # An unsynced append to the open segment is one write(2) into the page cache.
-        self.writer = BatchWorker("wal", self._write_batch, reactor,
-                                  inline=lambda item: item is not None and not item[2]
-                                  and item[1] == self._fd_seg)
+        self.writer = BatchWorker("wal", self._write_batch, reactor, inline=self._inline)
         self.appended = 0  # bytes queued so far (reactor thread)
         self.syncs = 0
         st = os.statvfs(self.dir)
@@ -108,6 +110,12 @@ class Wal:
         self.low_space = st.f_bavail * st.f_frsize < self.reserve
         self._checked_bytes = self.appended
         self._checked_time = time.monotonic()
+
+    def _inline(self, item: Any) -> bool:
+        # An unsynced append of a small record to the open segment: one write(2) into the
+        # page cache, cheaper done at once than handed to the thread.
+        return (item is not None and not item[2] and item[1] == self._fd_seg
+                and type(item[0]) is list)
 
     def segments(self) -> list[int]:
         return sorted(int(p.name[4:-4]) for p in self.dir.glob("wal-*.log"))
@@ -134,8 +142,12 @@ class Wal:
                 self._check_space()
             if self.low_space:
                 raise E.NoSpace(f"WAL: less than {self.reserve} bytes free in {self.dir}")
-        parts = encode_parts(op, content_id, offset, data)
-        size = len(parts[0]) + len(parts[1])
+        if len(data) >= OFFLOAD_BYTES:
+            parts: Any = (op, content_id, offset, data)  # encoded by the writer thread
+            size = _HDR.size + len(content_id.encode()) + len(data)
+        else:
+            parts = encode_parts(op, content_id, offset, data)
+            size = len(parts[0]) + len(parts[1])
         if self._seg_size and self._seg_size + size > self.segment_bytes:
             self.segment += 1
             self._seg_size = 0
@@ -166,6 +178,8 @@ class Wal:
                     need_sync = True
                     continue
                 parts, seg, sync = item
+                if type(parts) is tuple:
+                    parts = encode_parts(*parts)
                 fd = self._open(seg)
                 for p in parts:
                     view = memoryview(p)

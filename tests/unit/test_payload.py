@@ -398,6 +398,24 @@ async def test_wal_trim_deletes_only_segments_no_longer_needed(tmp_path):
 
 
 @pytest_twisted.ensureDeferred
+async def test_wal_large_records_are_encoded_by_the_writer_and_stay_in_order(tmp_path):
+    wal = W.Wal(tmp_path / "wal")
+    big = os.urandom(W.OFFLOAD_BYTES)
+    pending = [wal.append(W.OP_WRITE, "f", 0, b"small before", sync=False)[1],
+               wal.append(W.OP_WRITE, "f", 100, memoryview(big), sync=False)[1],
+               wal.append(W.OP_WRITE, "f", 5, b"small after", sync=False)[1],
+               wal.append(W.OP_TRUNCATE, "f", 7, sync=True)[1]]
+    await defer.gatherResults(pending)
+    size = wal.size()
+    assert size == wal.appended  # what append reckoned is what the thread wrote
+    wal.close()
+    recs = list(W.Wal(tmp_path / "wal").replay())
+    assert [(r.op, r.offset, bytes(r.data)) for r in recs] == [
+        (W.OP_WRITE, 0, b"small before"), (W.OP_WRITE, 100, big),
+        (W.OP_WRITE, 5, b"small after"), (W.OP_TRUNCATE, 7, b"")]
+
+
+@pytest_twisted.ensureDeferred
 async def test_with_a_wal_block_maps_are_synced_in_rounds_and_freed_blobs_wait_for_them(
         hash_pool, tmp_path):
     """An upload's block-map change does not sync on its own (the WAL still holds the
