@@ -5,11 +5,15 @@ Record: crc32 (4) | body length (4) | op (1) | content-id length (2) | offset or
 written record is detected and replay stops there.  Segments are files
 ``wal-<n>.log``; a segment is deleted once every change it holds is in the block store.
 
-Appends happen in one writer thread that gathers everything queued into one
-``writev`` and one ``fsync`` (group commit); callers that need durability wait for it.
-A small unsynced append is written inline when the writer is idle; a large record is
-checksummed and written by the writer thread (zlib releases the GIL for both), so the
-reactor can take in the next message meanwhile.
+Appends happen in one writer thread that writes everything queued in order; a small
+unsynced append is written inline when the writer is idle, a large record is checksummed
+and written by the writer thread (zlib releases the GIL for both), so the reactor can take
+in the next message meanwhile.  Fsyncs happen in a second thread, the syncer, once the
+writer has written what they cover: a sync of segment ``n`` fdatasyncs every segment up to
+``n`` not synced before, one call for all the requests queued meanwhile (group commit).
+Appends go on while the disk flushes.  Never-synced records carry no promise: after a
+power loss, replay takes the intact records of each segment, so a later segment may keep
+records written after ones an earlier segment lost.
 """
 
 from __future__ import annotations
@@ -96,6 +100,13 @@ class Wal:
         self._fd: int | None = None
         self._fd_seg = 0
         self.writer = BatchWorker("wal", self._write_batch, reactor, inline=self._inline)
+        self.syncer = BatchWorker("wal-sync", self._sync_batch, reactor)
+        # Syncer thread only: segments from _sync_from on may hold unsynced records (those
+        # left by an earlier process too); older ones are durable or gone.
+        self._sync_from = existing[0] if existing else self.segment
+        self._sync_fd: int | None = None
+        self._sync_fd_seg = 0
+        self._dir_synced = 0  # the newest segment whose directory entry is durable
         self.appended = 0  # bytes queued so far (reactor thread)
         self.syncs = 0
         st = os.statvfs(self.dir)
@@ -112,10 +123,9 @@ class Wal:
         self._checked_time = time.monotonic()
 
     def _inline(self, item: Any) -> bool:
-        # An unsynced append of a small record to the open segment: one write(2) into the
-        # page cache, cheaper done at once than handed to the thread.
-        return (item is not None and not item[2] and item[1] == self._fd_seg
-                and type(item[0]) is list)
+        # A small record for the open segment is one write(2) into the page cache, a sync
+        # barrier nothing at all: cheaper done at once than handed to the thread.
+        return item is None or (item[1] == self._fd_seg and type(item[0]) is list)
 
     def segments(self) -> list[int]:
         return sorted(int(p.name[4:-4]) for p in self.dir.glob("wal-*.log"))
@@ -153,31 +163,65 @@ class Wal:
             self._seg_size = 0
         self._seg_size += size
         self.appended += size
-        return self.segment, self.writer.submit((parts, self.segment, sync))
+        seg = self.segment
+        written = self.writer.submit((parts, seg, sync))
+        if sync:
+            written.addCallback(lambda _: self.syncer.submit(seg))
+        return seg, written
 
     def sync(self) -> defer.Deferred:
         """Fire once everything appended so far is fsynced."""
-        return self.writer.submit(None)
+        seg = self.segment
+        return self.writer.submit(None).addCallback(lambda _: self.syncer.submit(seg))
 
     def _open(self, seg: int) -> int:
         if self._fd is not None and self._fd_seg == seg:
             return self._fd
         if self._fd is not None:
-            os.fsync(self._fd)
-            os.close(self._fd)
+            os.close(self._fd)  # the syncer fsyncs it through its own descriptor
         self._fd = os.open(self._path(seg), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self._fd_seg = seg
         return self._fd
 
+    def _sync_batch(self, targets: list) -> list:
+        """Syncer thread: make every segment up to the highest target durable.  Each target
+        was submitted after the writer had written all appends before it, and segments
+        below a target get no more appends, so once synced they are done."""
+        target = max(targets)
+        try:
+            for seg in range(self._sync_from, target + 1):
+                if seg == self._sync_fd_seg and self._sync_fd is not None:
+                    fd = self._sync_fd
+                else:
+                    try:
+                        fd = os.open(self._path(seg), os.O_RDONLY)
+                    except FileNotFoundError:
+                        continue  # trimmed (its changes are in the block store), or empty
+                    if self._sync_fd is not None:
+                        os.close(self._sync_fd)
+                    self._sync_fd, self._sync_fd_seg = fd, seg
+                os.fdatasync(fd)
+                self.syncs += 1
+            if target > self._dir_synced:  # a new segment's name must survive too
+                dfd = os.open(self.dir, os.O_RDONLY)
+                try:
+                    os.fsync(dfd)
+                finally:
+                    os.close(dfd)
+                self._dir_synced = target
+            self._sync_from = target
+        except OSError as e:
+            return [(False, Failure(E.from_os_error(e, "WAL")))] * len(targets)
+        return [(True, None)] * len(targets)
+
     def _write_batch(self, batch: list) -> list:
-        """Writer thread: append every record queued, then one fdatasync if any asked."""
-        need_sync = False
+        """Writer thread: append every record queued, in order (None: a barrier for
+        sync)."""
         try:
             for item in batch:
                 if item is None:
-                    need_sync = True
                     continue
-                parts, seg, sync = item
+                parts, seg, _ = item
                 if type(parts) is tuple:
                     parts = encode_parts(*parts)
                 fd = self._open(seg)
@@ -186,10 +230,6 @@ class Wal:
                     while view:
                         n = os.write(fd, view)
                         view = view[n:]
-                need_sync = need_sync or sync
-            if need_sync and self._fd is not None:
-                os.fdatasync(self._fd)
-                self.syncs += 1
         except OSError as e:
             failure = Failure(E.from_os_error(e, "WAL"))
             return [(False, failure)] * len(batch)
@@ -212,7 +252,11 @@ class Wal:
 
     def close(self) -> None:
         self.writer.stop()
+        self.syncer.stop()
         if self._fd is not None:
             os.fsync(self._fd)
             os.close(self._fd)
             self._fd = None
+        if self._sync_fd is not None:
+            os.close(self._sync_fd)
+            self._sync_fd = None

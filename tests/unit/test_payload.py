@@ -10,6 +10,7 @@ import pytest_twisted
 from twisted.internet import defer, reactor
 from zope.interface.verify import verifyObject
 
+from dittofs.metadata.errors import StoreIOError
 from dittofs.metadata.stores.memory import MemoryMetadataStore
 from dittofs.payload import wal as W
 from dittofs.payload.blockstores.fs import FsBlockStore
@@ -413,6 +414,44 @@ async def test_wal_large_records_are_encoded_by_the_writer_and_stay_in_order(tmp
     assert [(r.op, r.offset, bytes(r.data)) for r in recs] == [
         (W.OP_WRITE, 0, b"small before"), (W.OP_WRITE, 100, big),
         (W.OP_WRITE, 5, b"small after"), (W.OP_TRUNCATE, 7, b"")]
+
+
+@pytest_twisted.ensureDeferred
+async def test_wal_sync_covers_every_segment_written_before_it(tmp_path, monkeypatch):
+    synced = []  # (segment file, its size) at each fdatasync, from the syncer thread
+    real = os.fdatasync
+
+    def spy(fd):
+        real(fd)
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        synced.append((os.path.basename(path), os.fstat(fd).st_size))
+
+    monkeypatch.setattr(W.os, "fdatasync", spy)
+    wal = W.Wal(tmp_path / "wal", segment_bytes=300)
+    try:
+        for i in range(5):  # 101-byte records: two per segment, so segments 1-3
+            seg, d = wal.append(W.OP_WRITE, "f", i * 81, b"x" * 81, sync=False)
+            await d
+        assert synced == [] and wal.segments() == [1, 2, 3]
+        await wal.sync()
+        assert synced == [(wal._path(n).name, size) for n, size in ((1, 202), (2, 202), (3, 101))]
+        synced.clear()
+        seg, d = wal.append(W.OP_WRITE, "f", 0, b"y", sync=True)  # fires once fdatasynced
+        await d
+        assert seg == 3 and synced == [(wal._path(3).name, 122)]  # older ones: done already
+
+        def broken(fd):
+            raise OSError(5, "Input/output error")
+
+        monkeypatch.setattr(W.os, "fdatasync", broken)
+        with pytest.raises(StoreIOError):
+            await wal.sync()
+        monkeypatch.setattr(W.os, "fdatasync", spy)
+        seg, d = wal.append(W.OP_WRITE, "f", 0, b"z", sync=True)  # a later sync still works
+        await d
+    finally:
+        wal.close()
+    assert [r.data for r in W.Wal(tmp_path / "wal").replay()][-2:] == [b"y", b"z"]
 
 
 @pytest_twisted.ensureDeferred
