@@ -382,8 +382,10 @@ class MetadataService:
         return made
 
     async def remove(self, share: ShareLike, ident: Identity, dir_id: int, name: bytes,
-                     rmdir: bool) -> Unlinked:
-        """Unlink ``name`` (REMOVE) or remove the empty directory ``name`` (RMDIR)."""
+                     rmdir: bool, durable: bool | None = None) -> Unlinked:
+        """Unlink ``name`` (REMOVE) or remove the empty directory ``name`` (RMDIR).
+        ``durable`` False: committed without an fsync (the caller syncs, see
+        Share.finish_unlink); by default, as the share's tier says."""
         self._writable(share)
         if name == b".":
             raise E.InvalidArgument("cannot remove '.'")
@@ -411,7 +413,8 @@ class MetadataService:
             txn.put(d)
             victim, freed = self._drop_link(txn, victim, now)
             return Unlinked(pre, d, victim, freed)
-        gone = await share.store.transact(fn, durable=share.synchronous)
+        gone = await share.store.transact(
+            fn, durable=share.synchronous if durable is None else durable)
         if self.listeners:
             self._changed(share, dir_id, REMOVED, name)
         return gone
@@ -427,8 +430,9 @@ class MetadataService:
         return rec, False
 
     async def rename(self, share: ShareLike, ident: Identity, from_dir: int, from_name: bytes,
-                     to_dir: int, to_name: bytes) -> Renamed:
-        """Move ``from_name`` to ``to_name`` with POSIX rename(2) semantics."""
+                     to_dir: int, to_name: bytes, durable: bool | None = None) -> Renamed:
+        """Move ``from_name`` to ``to_name`` with POSIX rename(2) semantics (``durable``:
+        as for remove)."""
         self._writable(share)
         for n in (from_name, to_name):
             if n in (b".", b".."):
@@ -483,7 +487,8 @@ class MetadataService:
                 txn.put(dst_dir)
             txn.put(src_dir)
             return Renamed(from_pre, src_dir, to_pre, dst_dir, replaced)
-        moved = await share.store.transact(fn, durable=share.synchronous)
+        moved = await share.store.transact(
+            fn, durable=share.synchronous if durable is None else durable)
         if self.listeners:
             if from_dir == to_dir:
                 self._changed(share, from_dir, RENAMED_OLD, from_name)

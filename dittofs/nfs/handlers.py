@@ -364,9 +364,9 @@ class NfsHandlers:
         fid = 0
         try:
             share, fid = self.resolve(a.dir, ctx, write=True)
-            gone = await self.md.remove(share, self.identity(share, ctx), fid, a.name, rmdir)
-            if gone.freed and gone.victim.ftype == FileType.REG:
-                await share.payload.delete(share.content_id(gone.victim.fileid), share.synchronous)
+            gone = await self.md.remove(share, self.identity(share, ctx), fid, a.name, rmdir,
+                                        durable=False)
+            await share.finish_unlink(gone.victim, gone.freed)
             return OK, WccData(wcc_attr(gone.dir_pre), fattr(share, gone.dir_post))
         except Exception as e:
             return status_of(e, "RMDIR" if rmdir else "REMOVE"), await self.fail_wcc(share, fid)
@@ -386,9 +386,8 @@ class NfsHandlers:
             if to_share is not share:
                 raise E.CrossDevice("rename across shares")
             r = await self.md.rename(share, self.identity(share, ctx), fid, a.from_.name,
-                                     to_fid, a.to.name)
-            if r.replaced is not None and r.replaced.ftype == FileType.REG:
-                await share.payload.delete(share.content_id(r.replaced.fileid), share.synchronous)
+                                     to_fid, a.to.name, durable=False)
+            await share.finish_unlink(r.replaced, r.replaced is not None)
             return OK, C.RenameWcc(WccData(wcc_attr(r.from_pre), fattr(share, r.from_post)),
                                    WccData(wcc_attr(r.to_pre), fattr(share, r.to_post)))
         except Exception as e:

@@ -35,7 +35,8 @@ class IPayloadService(Interface):
         ``remote`` in the block store (NFS COMMIT, SMB FLUSH)."""
 
     def delete(content_id, sync=True):
-        """Forget all content of ``content_id``; unreferenced blocks are collected."""
+        """Forget all content of ``content_id``; unreferenced blocks are collected.  With
+        ``sync`` the change is durable when this fires."""
 
     def stats():
         """Fire with a dict: logical_bytes, stored_bytes, dedup_ratio, cache and WAL sizes."""

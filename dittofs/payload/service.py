@@ -30,13 +30,17 @@ IDLE_TICK = 0.5
 class CachedPayloadService:
     def __init__(self, name: str, store: Any, objects: Any, hash_pool: Any,
                  wal: W.Wal | None = None, cache_bytes: int = DEFAULT_CACHE_BYTES,
-                 concurrency: int = 4, wal_sync_ms: int = 200, reactor: Any = None) -> None:
+                 concurrency: int = 4, wal_sync_ms: int = 200, reactor: Any = None,
+                 owner_exists: Any = None) -> None:
+        """``owner_exists(content_id)``: fires True or False as the file owning a content
+        id exists or not, None where it cannot tell; WAL replay uses it (see start)."""
         if reactor is None:
             from twisted.internet import reactor as default_reactor
             reactor = default_reactor
         self.name = name
         self.store = store
         self.objects = objects
+        self.owner_exists = owner_exists
         self.reactor = reactor
         self.cache = Cache(cache_bytes)
         self.dirty_cap = max(cache_bytes * 3 // 4, 2 * BLOCK_SIZE)
@@ -60,19 +64,40 @@ class CachedPayloadService:
     # -- lifecycle ------------------------------------------------------------
 
     async def start(self) -> int:
-        """Replay the WAL into the cache and start background uploads; return records."""
+        """Replay the WAL into the cache and start background uploads; return records.
+
+        Where ``owner_exists`` can tell, a file's records follow the metadata store, not
+        the order of the WAL: for a file that exists its writes and truncates are replayed
+        and a delete record is ignored (its namespace change did not survive: deletes are
+        logged without an fsync, after the change); for a file that no longer exists (or
+        never durably did) nothing is replayed and its content is dropped once.  File ids
+        are never reused, so a content id names one file for ever."""
         n = 0
         if self.wal is not None:
+            alive: dict[str, bool | None] = {}
+            dead = []
             for rec in self.wal.replay():
                 n += 1
+                cid = rec.content_id
+                if cid not in alive:
+                    alive[cid] = (None if self.owner_exists is None
+                                  else await self.owner_exists(cid))
+                    if alive[cid] is False:
+                        dead.append(cid)
+                live = alive[cid]
+                if live is False:
+                    continue
                 if rec.op == W.OP_WRITE:
-                    self._apply_write(rec.content_id, rec.offset, rec.data, rec.segment)
+                    self._apply_write(cid, rec.offset, rec.data, rec.segment)
                 elif rec.op == W.OP_TRUNCATE:
-                    await self._truncate(rec.content_id, rec.offset, rec.segment)
-                else:
-                    await self.transfer.drop_from(rec.content_id, 0)
+                    await self._truncate(cid, rec.offset, rec.segment)
+                elif live is None:
+                    await self.transfer.drop_from(cid, 0)
+            for cid in dead:
+                await self.transfer.drop_from(cid, 0)
             if n:
-                log.info("payload {name}: replayed {n} WAL records", name=self.name, n=n)
+                log.info("payload {name}: replayed {n} WAL records ({d} of files gone)",
+                         name=self.name, n=n, d=len(dead))
             for b in list(self.cache.dirty.values()):
                 self.transfer.schedule(b)
         self._ticker.start(IDLE_TICK, now=False)
@@ -287,14 +312,13 @@ class CachedPayloadService:
                              covered=sync)
 
     async def delete(self, content_id: str, sync: bool = True) -> None:
-        logged = False
+        # The block-map change itself is committed durably when ``sync`` (one metadata
+        # fsync, which also covers the unsynced namespace change the caller made just
+        # before); the WAL record is not waited for: where replay can ask whether the file
+        # still exists it goes by that instead (see start).
         if self.wal is not None:
-            _, durable = self.wal.append(W.OP_DELETE, content_id, 0, b"", sync)
-            if sync:
-                await durable
-                logged = True
-        # With the delete synced in the WAL, a lost block-map change is redone by replay.
-        await self.transfer.drop_from(content_id, 0, durable=sync and not logged, covered=sync)
+            self.wal.append(W.OP_DELETE, content_id, 0, b"", False)
+        await self.transfer.drop_from(content_id, 0, durable=sync, covered=sync)
 
     async def flush(self, content_id: str, remote: bool = False) -> None:
         with tracing.span("cache.flush", **{"dittofs.remote": remote}):

@@ -147,6 +147,7 @@ class StoreRegistry:
         counts live in the metadata store, so each pair is its own dedup domain."""
         from dittofs.payload.service import CachedPayloadService
         from dittofs.payload.wal import Wal
+        from dittofs.runtime.shares import owner_exists
 
         key = (block_store, metadata_store)
         if key not in self.payload:
@@ -159,12 +160,14 @@ class StoreRegistry:
                 except OSError as e:
                     raise ConfigError(f"server.data_dir: cannot keep a WAL in {path}: "
                                       f"{e.strerror}") from None
+            objects = self.metadata_store(metadata_store)
             self.payload[key] = CachedPayloadService(
-                block_store, self.block_store(block_store), self.metadata_store(metadata_store),
+                block_store, self.block_store(block_store), objects,
                 self.hash_pool, wal=wal,
                 cache_bytes=int(cfg.options.get("cache_bytes", 512 * 1024 * 1024)),
                 concurrency=int(cfg.options.get("uploads", 4)),
-                wal_sync_ms=int(cfg.options.get("wal_sync_ms", 200)))
+                wal_sync_ms=int(cfg.options.get("wal_sync_ms", 200)),
+                owner_exists=owner_exists(objects))
         return self.payload[key]
 
     async def start(self) -> None:

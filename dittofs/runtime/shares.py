@@ -9,9 +9,36 @@ from typing import Any
 from twisted.internet import defer
 
 from dittofs.metadata.permissions import squash
-from dittofs.metadata.types import Identity
+from dittofs.metadata.types import FileType, Identity
 
 LEVEL_ORDER = {"none": 0, "read": 1, "read-write": 2, "admin": 3}
+
+
+def content_id(store_name: str, fileid: int) -> str:
+    """The payload key of a file: unique across every store, stable across restarts."""
+    return f"{store_name}/{fileid:016x}"
+
+
+def content_owner(cid: str) -> tuple[str, int] | None:
+    """The (metadata store name, fileid) a content id was made from, or None."""
+    name, sep, hexid = cid.rpartition("/")
+    if not sep or len(hexid) != 16:
+        return None
+    try:
+        return name, int(hexid, 16)
+    except ValueError:
+        return None
+
+
+def owner_exists(store: Any) -> Any:
+    """For the payload service's WAL replay: whether the file a content id belongs to still
+    exists in ``store`` (None: not one of its content ids, so no answer)."""
+    async def exists(cid: str) -> bool | None:
+        owner = content_owner(cid)
+        if owner is None or owner[0] != store.name:
+            return None
+        return (await store.get(owner[1])) is not None
+    return exists
 
 
 @dataclass
@@ -76,8 +103,20 @@ class Share:
             await flushed
 
     def content_id(self, fileid: int) -> str:
-        """The payload key of a file: unique across every store, stable across restarts."""
-        return f"{self.store.name}/{fileid:016x}"
+        return content_id(self.store.name, fileid)
+
+    async def finish_unlink(self, victim: Any, freed: bool) -> None:
+        """After REMOVE, RMDIR, a RENAME or an SMB delete committed with ``durable=False``:
+        drop the content of a regular file whose last link went, then (synchronous tiers)
+        make the change durable.  One metadata fsync does both: the durable block-map drop
+        covers the namespace change committed before it, and then ``sync`` has nothing
+        left to do.  The WAL's delete record is not synced: replay keeps the records of
+        files that exist and drops those of files that do not (CachedPayloadService.start),
+        so a lost or early record changes nothing."""
+        if freed and victim is not None and victim.ftype == FileType.REG:
+            await self.payload.delete(self.content_id(victim.fileid), self.synchronous)
+        if self.synchronous:
+            await self.store.sync()
 
     def client_allowed(self, host: str) -> bool:
         """Whether ``host`` is inside ``networks``; answered from a per-host cache on the

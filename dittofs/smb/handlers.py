@@ -390,10 +390,9 @@ class SmbHandlers(InfoHandlers):
         if state.delete_pending:
             share = op.tree.share
             try:
-                gone = await self.md.remove(share, op.tree.ident, op.parent, op.leaf, op.is_dir)
-                if gone.freed and gone.victim.ftype == FileType.REG:
-                    await share.payload.delete(share.content_id(gone.victim.fileid),
-                                               share.synchronous)
+                gone = await self.md.remove(share, op.tree.ident, op.parent, op.leaf, op.is_dir,
+                                            durable=False)
+                await share.finish_unlink(gone.victim, gone.freed)
             except E.MetadataError as e:
                 log.info("smb: delete on close of {path} failed: {err}", path=op.path, err=e)
 

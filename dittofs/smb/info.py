@@ -298,9 +298,9 @@ class InfoHandlers:
         if link:
             await self.md.link(share, tree.ident, op.fileid, dir_id, name)
             return Reply(Status.SUCCESS, M.set_info_response())
-        r = await self.md.rename(share, tree.ident, op.parent, op.leaf, dir_id, name)
-        if r.replaced is not None and r.replaced.ftype == FileType.REG:
-            await share.payload.delete(share.content_id(r.replaced.fileid), share.synchronous)
+        r = await self.md.rename(share, tree.ident, op.parent, op.leaf, dir_id, name,
+                                 durable=False)
+        await share.finish_unlink(r.replaced, r.replaced is not None)
         new_path = "\\" + "\\".join(parts)
         for other in list(op.state.opens) if op.state else [op]:
             other.parent, other.leaf, other.path = dir_id, name, new_path

@@ -276,6 +276,39 @@ async def test_wal_replay_after_a_crash(hash_pool, tmp_path):
 
 
 @pytest_twisted.ensureDeferred
+async def test_replay_keeps_files_that_exist_and_drops_files_that_do_not(hash_pool, tmp_path):
+    objects, store = MemoryMetadataStore("m"), MemoryBlockStore()
+    p = make(hash_pool, store=store, objects=objects, wal_dir=tmp_path / "wal")
+    await p.start()
+    await p.write_at("gone", 0, b"uploaded before the crash")
+    await p.flush("gone", remote=True)
+    await p.close()
+    assert [k.split("/")[1] for k in store.blobs] == [sha(b"uploaded before the crash")]
+    wal = W.Wal(tmp_path / "wal")  # what a crashed process left in its WAL
+    for op, cid, data in [(W.OP_WRITE, "live", b"acknowledged"), (W.OP_DELETE, "live", b""),
+                          (W.OP_WRITE, "gone", b"not uploaded"),
+                          (W.OP_WRITE, "other", b"as before"), (W.OP_DELETE, "other", b"")]:
+        await wal.append(op, cid, 0, data, sync=False)[1]
+    await wal.sync()
+    wal.close()
+    asked = []
+
+    async def owner_exists(cid):
+        asked.append(cid)
+        return {"live": True, "gone": False}.get(cid)  # "other": no answer
+
+    q = CachedPayloadService("q", store, objects, hash_pool, wal=W.Wal(tmp_path / "wal"),
+                             owner_exists=owner_exists)
+    assert await q.start() >= 5
+    assert sorted(asked) == ["gone", "live", "other"]  # once per file
+    assert await q.read_at("live", 0, 12) == b"acknowledged"  # its delete record: ignored
+    assert await q.read_at("gone", 0, 12) == bytes(12)  # nothing replayed, its map dropped
+    assert sha(b"uploaded before the crash") not in {k.split("/")[1] for k in store.blobs}
+    assert await q.read_at("other", 0, 9) == bytes(9)  # no answer: the WAL's order, as before
+    await q.close()
+
+
+@pytest_twisted.ensureDeferred
 async def test_store_outage_is_retried_and_logged_once(hash_pool):
     from twisted.logger import globalLogPublisher
     events = []
@@ -333,44 +366,38 @@ async def test_writeback_tier_is_fsynced_within_the_interval(hash_pool, tmp_path
 
 
 @pytest_twisted.ensureDeferred
-async def test_delete_with_a_synced_wal_record_is_redone_by_replay(hash_pool, tmp_path):
-    """delete() makes its block-map change without a sync of its own when its WAL record is
-    synced: if a crash loses that change (here: the map is put back as it was), replaying
-    the record drops the blocks and releases them again."""
+async def test_a_synced_delete_is_one_durable_block_map_change(hash_pool, tmp_path):
+    """delete(sync=True) commits its block-map change durably (the one metadata fsync that
+    also covers the caller's namespace change) and releases the blobs at once; its WAL
+    record is appended without an fsync of its own (replay asks whether the file exists)."""
     objects = MemoryMetadataStore("m")
     store = MemoryBlockStore()
     p = make(hash_pool, store=store, objects=objects, wal_dir=tmp_path / "wal")
     await p.start()
-    data = os.urandom(BLOCK_SIZE + 100)
-    await p.write_at("f", 0, data)
+    await p.write_at("f", 0, os.urandom(BLOCK_SIZE + 100))
     await p.flush("f", remote=True)
-    before = await objects.transact(lambda t: dict(t.object_blocks("f")), write=False)
-    assert len(before) == 2 and len(store.blobs) == 2
-    seen = []
-    real = objects.transact
+    assert len(store.blobs) == 2
+    durables, synced = [], []
+    real_transact, real_append = objects.transact, p.wal.append
 
-    def spy(fn, write=True, durable=True):
-        seen.append(durable)
-        return real(fn, write, durable)
-    objects.transact = spy
+    def transact(fn, write=True, durable=True):
+        durables.append(durable)
+        return real_transact(fn, write, durable)
+
+    def append(op, cid, offset, data=b"", sync=True):
+        synced.append((op, sync))
+        return real_append(op, cid, offset, data, sync)
+    objects.transact, p.wal.append = transact, append
     await p.delete("f")
-    objects.transact = real
-    assert False in seen  # the block-map change did not ask for its own sync
-    assert store.blobs == {}
-    p._ticker.stop()  # crash: and the unsynced block-map change is lost with it
-    p.wal.close()
+    objects.transact, p.wal.append = real_transact, real_append
+    assert True in durables and False not in durables
+    assert synced == [(W.OP_DELETE, False)]
+    assert store.blobs == {} and await q_blocks(objects, "f") == {}
+    await p.close()
 
-    def restore(t):
-        for idx, digest in before.items():
-            t.set_object_block("f", idx, digest)
-            t.block_incref(digest, BLOCK_SIZE)
-    await objects.transact(restore)
-    q = make(hash_pool, store=store, objects=objects, wal_dir=tmp_path / "wal")
-    await q.start()
-    assert await objects.transact(lambda t: dict(t.object_blocks("f")), write=False) == {}
-    assert await objects.transact(lambda t: t.block_totals(), write=False) == (0, 0)
-    assert await q.read_at("f", 0, 10) == bytes(10)
-    await q.close()
+
+async def q_blocks(objects, cid):
+    return await objects.transact(lambda t: dict(t.object_blocks(cid)), write=False)
 
 
 @pytest_twisted.ensureDeferred

@@ -247,20 +247,22 @@ class LmdbMetadataStore:
         return self._submit(fn, durable)
 
     def sync(self) -> defer.Deferred:
-        mark = self._lazy_writes
-        if mark == self._lazy_synced:
+        if self._lazy_writes == self._lazy_synced:
             return defer.succeed(None)
-
-        def synced(result: Any) -> Any:
-            self._lazy_synced = max(self._lazy_synced, mark)
-            return result
         # Queued behind every write submitted so far, so the one fsync covers them all.
-        return self._submit(None, True).addCallback(synced)
+        return self._submit(None, True)
 
     def _submit(self, fn: Callable[[Any], Any] | None, durable: bool) -> defer.Deferred:
         if not durable:
             self._lazy_writes += 1
-        return self.writer.submit((fn, durable))
+            return self.writer.submit((fn, durable))
+        # A durable commit's fsync also covers every write submitted before it.
+        mark = self._lazy_writes
+
+        def synced(result: Any) -> Any:
+            self._lazy_synced = max(self._lazy_synced, mark)
+            return result
+        return self.writer.submit((fn, durable)).addCallback(synced)
 
     def _write_batch(self, batch: list) -> list:
         """Writer thread: each function in a nested transaction of one outer transaction,
