@@ -26,6 +26,13 @@ DEFAULT_CACHE_BYTES = 512 * 1024 * 1024
 IDLE_TICK = 0.5
 
 
+def _view(buf: Any, start: int, n: int) -> Any:
+    """Up to ``n`` bytes of a block buffer from ``start``, without copying a bytearray."""
+    if type(buf) is bytearray:
+        return memoryview(buf)[start:start + n]
+    return buf[start:start + n]  # bytes (whole: the same object) or a read-only view
+
+
 @implementer(IPayloadService)
 class CachedPayloadService:
     def __init__(self, name: str, store: Any, objects: Any, hash_pool: Any,
@@ -243,11 +250,13 @@ class CachedPayloadService:
         if start + count <= BLOCK_SIZE:  # the common case: one block
             b = self.cache.get(content_id, idx)
             if b is not None and (b.complete or covers(b.cov, start, start + count)):
-                piece = b.buf[start:start + count]
+                piece = _view(b.buf, start, count)
                 if len(piece) == count:
-                    return bytes(piece)
-                return bytes(piece) + bytes(count - len(piece))
-        out = bytearray(count)
+                    return bytes(piece)  # one copy (none for a whole adopted block)
+                return b"".join((piece, bytes(count - len(piece))))
+        # Make every block needed present first, then copy them out in one pass: a view
+        # of a block's bytearray must not live across an await (a write could resize it).
+        spans = []
         pos, end = offset, offset + count
         omap = None
         while pos < end:
@@ -259,12 +268,17 @@ class CachedPayloadService:
                     omap = await self.objects.transact(
                         lambda t: t.object_blocks(content_id), write=False)
                 b = await self._load(content_id, idx, omap.get(idx))
-            if b is not None:
-                piece = b.buf[start:start + n]
-                out[pos - offset:pos - offset + len(piece)] = piece
+            spans.append((b, start, n))
             pos += n
+        pieces = []
+        for b, start, n in spans:
+            piece = _view(b.buf, start, n) if b is not None else b""
+            pieces.append(piece)
+            if len(piece) < n:  # a hole, or past the end of the block's content
+                pieces.append(bytes(n - len(piece)))
+        out = b"".join(pieces)
         self.cache.evict()
-        return bytes(out)
+        return out
 
     async def _load(self, cid: str, idx: int, digest: bytes | None) -> Block | None:
         """The complete block ``idx`` of ``cid``, or None where it is a hole."""
