@@ -188,6 +188,7 @@ class Wal:
         was submitted after the writer had written all appends before it, and segments
         below a target get no more appends, so once synced they are done."""
         target = max(targets)
+        newest = 0  # the newest segment synced (a sync may come before its first append)
         try:
             for seg in range(self._sync_from, target + 1):
                 if seg == self._sync_fd_seg and self._sync_fd is not None:
@@ -202,13 +203,14 @@ class Wal:
                     self._sync_fd, self._sync_fd_seg = fd, seg
                 os.fdatasync(fd)
                 self.syncs += 1
-            if target > self._dir_synced:  # a new segment's name must survive too
+                newest = seg
+            if newest > self._dir_synced:  # new segments' names must survive too
                 dfd = os.open(self.dir, os.O_RDONLY)
                 try:
                     os.fsync(dfd)
                 finally:
                     os.close(dfd)
-                self._dir_synced = target
+                self._dir_synced = newest
             self._sync_from = target
         except OSError as e:
             return [(False, Failure(E.from_os_error(e, "WAL")))] * len(targets)

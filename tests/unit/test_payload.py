@@ -482,6 +482,31 @@ async def test_wal_sync_covers_every_segment_written_before_it(tmp_path, monkeyp
 
 
 @pytest_twisted.ensureDeferred
+async def test_wal_directory_is_synced_once_a_new_segment_exists(tmp_path, monkeypatch):
+    dir_syncs = []
+    real = os.fsync
+
+    def spy(fd):
+        real(fd)
+        if os.path.isdir(os.readlink(f"/proc/self/fd/{fd}")):
+            dir_syncs.append(fd)
+
+    monkeypatch.setattr(W.os, "fsync", spy)
+    wal = W.Wal(tmp_path / "wal", segment_bytes=300)
+    try:
+        await wal.sync()  # nothing appended yet: no segment file to name
+        assert dir_syncs == []
+        await wal.append(W.OP_WRITE, "f", 0, b"x", sync=True)[1]
+        assert len(dir_syncs) == 1
+        await wal.append(W.OP_WRITE, "f", 1, b"y", sync=True)[1]
+        assert len(dir_syncs) == 1  # same segment: its name is durable already
+        await wal.append(W.OP_WRITE, "f", 2, b"z" * 290, sync=True)[1]  # a new segment
+        assert len(dir_syncs) == 2 and wal.segments() == [1, 2]
+    finally:
+        wal.close()
+
+
+@pytest_twisted.ensureDeferred
 async def test_with_a_wal_block_maps_are_synced_in_rounds_and_freed_blobs_wait_for_them(
         hash_pool, tmp_path):
     """An upload's block-map change does not sync on its own (the WAL still holds the
