@@ -164,7 +164,7 @@ class Wal:
         self._seg_size += size
         self.appended += size
         seg = self.segment
-        written = self.writer.submit((parts, seg, sync))
+        written = self.writer.submit((parts, seg))
         if sync:
             written.addCallback(lambda _: self.syncer.submit(seg))
         return seg, written
@@ -223,7 +223,7 @@ class Wal:
             for item in batch:
                 if item is None:
                     continue
-                parts, seg, _ = item
+                parts, seg = item
                 if type(parts) is tuple:
                     parts = encode_parts(*parts)
                 fd = self._open(seg)
