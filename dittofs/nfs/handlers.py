@@ -366,7 +366,7 @@ class NfsHandlers:
             share, fid = self.resolve(a.dir, ctx, write=True)
             gone = await self.md.remove(share, self.identity(share, ctx), fid, a.name, rmdir,
                                         durable=False)
-            await share.finish_unlink(gone.victim, gone.freed)
+            await share.finish_unlink(gone.victim if gone.freed else None)
             return OK, WccData(wcc_attr(gone.dir_pre), fattr(share, gone.dir_post))
         except Exception as e:
             return status_of(e, "RMDIR" if rmdir else "REMOVE"), await self.fail_wcc(share, fid)
@@ -387,7 +387,7 @@ class NfsHandlers:
                 raise E.CrossDevice("rename across shares")
             r = await self.md.rename(share, self.identity(share, ctx), fid, a.from_.name,
                                      to_fid, a.to.name, durable=False)
-            await share.finish_unlink(r.replaced, r.replaced is not None)
+            await share.finish_unlink(r.replaced)
             return OK, C.RenameWcc(WccData(wcc_attr(r.from_pre), fattr(share, r.from_post)),
                                    WccData(wcc_attr(r.to_pre), fattr(share, r.to_post)))
         except Exception as e:

@@ -105,16 +105,17 @@ class Share:
     def content_id(self, fileid: int) -> str:
         return content_id(self.store.name, fileid)
 
-    async def finish_unlink(self, victim: Any, freed: bool) -> None:
+    async def finish_unlink(self, freed: Any) -> None:
         """After REMOVE, RMDIR, a RENAME or an SMB delete committed with ``durable=False``:
-        drop the content of a regular file whose last link went, then (synchronous tiers)
+        drop the content of ``freed``, the record whose last link went (None if none did),
+        if it is a regular file, then (synchronous tiers)
         make the change durable.  One metadata fsync does both: the durable block-map drop
         covers the namespace change committed before it, and then ``sync`` has nothing
         left to do.  The WAL's delete record is not synced: replay keeps the records of
         files that exist and drops those of files that do not (CachedPayloadService.start),
         so a lost or early record changes nothing."""
-        if freed and victim is not None and victim.ftype == FileType.REG:
-            await self.payload.delete(self.content_id(victim.fileid), self.synchronous)
+        if freed is not None and freed.ftype == FileType.REG:
+            await self.payload.delete(self.content_id(freed.fileid), self.synchronous)
         if self.synchronous:
             await self.store.sync()
 

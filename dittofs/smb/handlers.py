@@ -392,7 +392,7 @@ class SmbHandlers(InfoHandlers):
             try:
                 gone = await self.md.remove(share, op.tree.ident, op.parent, op.leaf, op.is_dir,
                                             durable=False)
-                await share.finish_unlink(gone.victim, gone.freed)
+                await share.finish_unlink(gone.victim if gone.freed else None)
             except E.MetadataError as e:
                 log.info("smb: delete on close of {path} failed: {err}", path=op.path, err=e)
 

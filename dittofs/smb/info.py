@@ -300,7 +300,7 @@ class InfoHandlers:
             return Reply(Status.SUCCESS, M.set_info_response())
         r = await self.md.rename(share, tree.ident, op.parent, op.leaf, dir_id, name,
                                  durable=False)
-        await share.finish_unlink(r.replaced, r.replaced is not None)
+        await share.finish_unlink(r.replaced)
         new_path = "\\" + "\\".join(parts)
         for other in list(op.state.opens) if op.state else [op]:
             other.parent, other.leaf, other.path = dir_id, name, new_path
