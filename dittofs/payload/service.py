@@ -82,15 +82,12 @@ class CachedPayloadService:
         n = 0
         if self.wal is not None:
             alive: dict[str, bool | None] = {}
-            dead = []
             for rec in self.wal.replay():
                 n += 1
                 cid = rec.content_id
                 if cid not in alive:
                     alive[cid] = (None if self.owner_exists is None
                                   else await self.owner_exists(cid))
-                    if alive[cid] is False:
-                        dead.append(cid)
                 live = alive[cid]
                 if live is False:
                     continue
@@ -100,6 +97,7 @@ class CachedPayloadService:
                     await self._truncate(cid, rec.offset, rec.segment)
                 elif live is None:
                     await self.transfer.drop_from(cid, 0)
+            dead = [cid for cid, live in alive.items() if live is False]
             for cid in dead:
                 await self.transfer.drop_from(cid, 0)
             if n:
@@ -290,7 +288,7 @@ class CachedPayloadService:
             b = self.cache.get(cid, idx)  # a write may have created it meanwhile
             if b is None:
                 b = Block(cid, idx, base=digest)
-                b.adopt(data if type(data) is bytes else bytes(data))
+                b.adopt(bytes(data))  # no copy when the store gave bytes
                 return self.cache.add(b)
             if not b.complete:
                 b.base = digest
