@@ -1,0 +1,101 @@
+"""BatchWorker: one thread of its own, batches handed back in one call, in order."""
+
+import threading
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer, reactor
+
+from dittofs.threads import BatchWorker
+
+
+class CountingReactor:
+    """The real reactor, counting the hand-backs from the worker thread."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def callFromThread(self, fn, *args):
+        self.calls += 1
+        reactor.callFromThread(fn, *args)
+
+
+def make(process, **kw):
+    r = CountingReactor()
+    return BatchWorker("test-batch", process, r, **kw), r
+
+
+@pytest_twisted.ensureDeferred
+async def test_results_in_order_with_one_hand_back_per_batch():
+    started, gate = threading.Event(), threading.Event()
+    threads, batches = set(), []
+
+    def process(items):
+        started.set()
+        gate.wait(5)
+        threads.add(threading.current_thread().name)
+        batches.append(list(items))
+        return [(True, i * 10) if i != 3 else (False, ValueError("item 3")) for i in items]
+
+    w, r = make(process)
+    ds = [w.submit(0)]
+    assert started.wait(5)  # the thread holds item 0 while the rest queue up
+    ds += [w.submit(i) for i in range(1, 6)]
+    gate.set()
+    got = await defer.DeferredList(ds, consumeErrors=True)
+    w.stop()
+    assert [ok for ok, _ in got] == [True, True, True, False, True, True]
+    assert [v for ok, v in got if ok] == [0, 10, 20, 40, 50]
+    assert got[3][1].check(ValueError)
+    # The first item woke the thread; the rest queued behind it went in one batch.
+    assert sum(batches, []) == list(range(6))
+    assert len(batches) == 2 and r.calls == 2
+    assert threads == {"test-batch"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_raising_processor_fails_the_whole_batch_and_the_worker_goes_on():
+    def process(items):
+        if "bad" in items:
+            raise RuntimeError("broken batch")
+        return [(True, i) for i in items]
+
+    w, _ = make(process)
+    with pytest.raises(RuntimeError):
+        await w.submit("bad")
+    assert await w.submit("good") == "good"
+    w.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_inline_items_run_on_the_caller_only_when_idle():
+    seen = []
+
+    def process(items):
+        seen.append((threading.current_thread() is threading.main_thread(), list(items)))
+        return [(True, i) for i in items]
+
+    w, r = make(process, inline=lambda item: item < 100)
+    d = w.submit(1)
+    assert d.called and d.result == 1 and r.calls == 0  # done at once, no thread
+    assert await w.submit(500) == 500
+    assert seen == [(True, [1]), (False, [500])]
+    w.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_stop_drains_the_queue_and_a_later_submit_starts_a_new_thread():
+    gate = threading.Event()
+
+    def process(items):
+        gate.wait(5)
+        return [(True, i) for i in items]
+
+    w, _ = make(process)
+    ds = [w.submit(i) for i in range(3)]
+    threading.Timer(0.05, gate.set).start()
+    w.stop()  # returns only once all three were processed
+    assert not any(t.name == "test-batch" for t in threading.enumerate())
+    assert await defer.gatherResults(ds) == [0, 1, 2]
+    assert await w.submit(7) == 7
+    w.stop()
