@@ -12,6 +12,7 @@ from zope.interface.verify import verifyObject
 
 from dittofs.metadata.errors import StoreIOError
 from dittofs.metadata.stores.memory import MemoryMetadataStore
+from dittofs.payload import transfer as T
 from dittofs.payload import wal as W
 from dittofs.payload.blockstores.fs import FsBlockStore
 from dittofs.payload.blockstores.memory import MemoryBlockStore
@@ -218,6 +219,32 @@ async def test_dedup_refcounts_and_gc(hash_pool):
         await p.delete(name)
     assert p.store.blobs == {}
     assert await p.objects.transact(lambda t: t.block_totals(), write=False) == (0, 0)
+    await p.close()
+
+
+class CountingPool:
+    def __init__(self, pool):
+        self.pool, self.calls = pool, []
+
+    def run(self, fn, *args):
+        self.calls.append(fn)
+        return self.pool.run(fn, *args)
+
+
+@pytest_twisted.ensureDeferred
+async def test_small_blocks_are_hashed_without_the_pool_and_large_ones_in_it(hash_pool):
+    pool = CountingPool(hash_pool)
+    p = make(pool)
+    await p.start()
+    small, large = os.urandom(T.INLINE_HASH_BYTES), os.urandom(T.INLINE_HASH_BYTES + 1)
+    await p.write_at("s", 0, small)
+    await p.flush("s", remote=True)
+    assert pool.calls == []
+    await p.write_at("l", 0, large)
+    await p.flush("l", remote=True)
+    assert len(pool.calls) == 1
+    assert {k.split("/")[1] for k in p.store.blobs} == {sha(small), sha(large)}
+    assert await p.read_at("s", 0, len(small)) == small
     await p.close()
 
 
