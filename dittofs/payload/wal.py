@@ -64,6 +64,25 @@ def encode_parts(op: int, content_id: str, offset: int, data: Any = b"") -> list
     return [struct.pack(">II", crc, body_len) + tail + cid, data]
 
 
+_IOV_MAX = min(os.sysconf("SC_IOV_MAX"), 1024)
+
+
+def _write_all(fd: int | None, parts: list) -> None:
+    """Write ``parts`` in order: one writev, then plain writes for whatever it left."""
+    if not parts:
+        return
+    n = os.writev(fd, parts)
+    for p in parts:
+        size = len(p)
+        if n >= size:
+            n -= size
+            continue
+        view = memoryview(p)[n:]
+        n = 0
+        while view:
+            view = view[os.write(fd, view):]
+
+
 def decode_stream(buf: bytes, segment: int = 0) -> tuple[list[WalRecord], int]:
     """Decode records from ``buf``; return them and the offset where decoding stopped
     (the end, or the start of a torn or corrupt record)."""
@@ -220,18 +239,19 @@ class Wal:
         """Writer thread: append every record queued, in order (None: a barrier for
         sync)."""
         try:
+            pending: list = []  # buffers for the open segment, written with one writev
             for item in batch:
                 if item is None:
                     continue
                 parts, seg = item
                 if type(parts) is tuple:
                     parts = encode_parts(*parts)
-                fd = self._open(seg)
-                for p in parts:
-                    view = memoryview(p)
-                    while view:
-                        n = os.write(fd, view)
-                        view = view[n:]
+                if seg != self._fd_seg or self._fd is None or len(pending) >= _IOV_MAX - 2:
+                    _write_all(self._fd, pending)
+                    pending = []
+                    self._open(seg)
+                pending += parts
+            _write_all(self._fd, pending)
         except OSError as e:
             failure = Failure(E.from_os_error(e, "WAL"))
             return [(False, failure)] * len(batch)

@@ -471,6 +471,30 @@ async def test_wal_large_records_are_encoded_by_the_writer_and_stay_in_order(tmp
 
 
 @pytest_twisted.ensureDeferred
+async def test_wal_batches_are_written_whole_across_segments_and_short_writes(tmp_path,
+                                                                              monkeypatch):
+    real_writev, calls = os.writev, []
+
+    def short_writev(fd, bufs):  # the kernel may take less than asked: take half
+        calls.append(len(bufs))
+        return real_writev(fd, [memoryview(b"".join(bytes(b) for b in bufs))[
+            :max(1, sum(len(b) for b in bufs) // 2)]])
+    monkeypatch.setattr(W.os, "writev", short_writev)
+    wal = W.Wal(tmp_path / "wal", segment_bytes=4096)
+    big = os.urandom(W.OFFLOAD_BYTES)  # goes to the writer thread, the rest queue behind
+    first = wal.append(W.OP_WRITE, "f", 0, big, sync=False)[1]
+    records = [(W.OP_WRITE, 1000 * i, os.urandom(300 + i)) for i in range(40)]
+    pending = [first] + [wal.append(op, "f", off, data, sync=False)[1]
+                         for op, off, data in records]
+    await defer.gatherResults(pending)
+    assert wal.size() == wal.appended
+    assert len(wal.segments()) > 3 and max(calls) > 2  # several records per writev
+    wal.close()
+    got = [(r.op, r.offset, bytes(r.data)) for r in W.Wal(tmp_path / "wal").replay()]
+    assert got == [(W.OP_WRITE, 0, big)] + records
+
+
+@pytest_twisted.ensureDeferred
 async def test_wal_sync_covers_every_segment_written_before_it(tmp_path, monkeypatch):
     synced = []  # (segment file, its size) at each fdatasync, from the syncer thread
     real = os.fdatasync
