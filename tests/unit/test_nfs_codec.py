@@ -214,3 +214,44 @@ def test_every_procedure_round_trips(proc):
     args, res = SAMPLES[proc]
     assert _normal(decode(args_t, encode(args_t, args))) == _normal(args)
     assert _normal(decode(res_t, encode(res_t, res))) == _normal(res)
+
+
+def test_readdirplus_entries_are_packed_exactly():
+    entries = [C.EntryPlus3(9, b"a", 3, ATTR, FH), C.EntryPlus3(10, b"name5", 4, None, None)]
+    wire = hexv(f"""
+        00000001 0000000000000009 00000001 61000000   entry: fileid 9, name "a"
+        0000000000000003                              cookie 3
+        00000001 {ATTR_WIRE}                          attributes follow
+        00000001 {FH_WIRE}                            handle follows
+        00000001 000000000000000a 00000005 6e616d6535 000000   fileid 10, "name5"
+        0000000000000004 00000000 00000000            cookie 4, no attributes, no handle
+        00000000                                      end of list
+    """)
+    assert encode(C.EntryPlusList(), entries) == wire
+    assert decode(C.EntryPlusList(), wire) == entries
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_readdirplus_fast_packing_matches_the_generic_types(seed):
+    import random
+
+    from dittofs.rpc.xdr import LinkedList
+    rng = random.Random(seed)
+    entries = [C.EntryPlus3(rng.getrandbits(64), rng.randbytes(rng.randrange(0, 300)),
+                            rng.getrandbits(64),
+                            ATTR._replace(fileid=i, size=rng.getrandbits(64))
+                            if rng.random() < 0.7 else None,
+                            rng.randbytes(rng.randrange(0, 65)) if rng.random() < 0.7 else None)
+               for i in range(rng.randrange(0, 60))]
+    assert encode(C.EntryPlusList(), entries) == encode(LinkedList(C.ENTRYPLUS3_T), entries)
+
+
+@pytest.mark.parametrize("bad", [
+    C.EntryPlus3(1, b"x" * 4097, 1, None, None),    # name longer than filename3 allows
+    C.EntryPlus3(1, b"x", 1, None, bytes(65)),      # handle longer than NFS3_FHSIZE
+    C.EntryPlus3(1 << 64, b"x", 1, None, None),     # fileid out of uint64 range
+    C.EntryPlus3(1, b"x", 1, ATTR._replace(mode=-1), None),
+])
+def test_readdirplus_fast_packing_refuses_what_the_generic_types_refuse(bad):
+    with pytest.raises(XdrError):
+        encode(C.EntryPlusList(), [bad])
