@@ -172,7 +172,8 @@ class CachedPayloadService:
     def _tick(self) -> None:
         """Upload blocks that were not written since the last tick."""
         seen, now = self._seen, {}
-        for key, b in self.cache.dirty.items():
+        # A copy: an upload can complete inside schedule() (a small block already stored).
+        for key, b in list(self.cache.dirty.items()):
             if not b.uploading:
                 if seen.get(key) == b.version:
                     self.transfer.schedule(b)

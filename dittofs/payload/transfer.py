@@ -69,6 +69,7 @@ class TransferManager:
         self.queue: deque[Block] = deque()
         self.queued: set[tuple[str, int]] = set()
         self.active = 0
+        self._pumping = False
         self.digest_locks = _Locks()
         self.content_locks = _Locks()
         self.clean_waiters: dict[tuple[str, int], list[defer.Deferred]] = {}
@@ -93,15 +94,25 @@ class TransferManager:
         self._pump()
 
     def _pump(self) -> None:
-        while self.active < self.concurrency and self.queue:
-            b = self.queue.popleft()
-            self.queued.discard((b.cid, b.idx))
-            if b.dropped or not b.dirty or b.uploading:
-                continue
-            self.active += 1
-            d = defer.ensureDeferred(self._upload(b))
-            d.addErrback(lambda f: log.failure("upload failed unexpectedly", f))
-            d.addBoth(self._done, b)
+        # An upload can complete before ensureDeferred returns (a small block hashed
+        # inline and already stored, or a store that answers at once); its _done calls
+        # _pump again, which then leaves the next block to the loop already running here
+        # instead of recursing once per block.
+        if self._pumping:
+            return
+        self._pumping = True
+        try:
+            while self.active < self.concurrency and self.queue:
+                b = self.queue.popleft()
+                self.queued.discard((b.cid, b.idx))
+                if b.dropped or not b.dirty or b.uploading:
+                    continue
+                self.active += 1
+                d = defer.ensureDeferred(self._upload(b))
+                d.addErrback(lambda f: log.failure("upload failed unexpectedly", f))
+                d.addBoth(self._done, b)
+        finally:
+            self._pumping = False
 
     def _done(self, _: Any, b: Block) -> None:
         self.active -= 1

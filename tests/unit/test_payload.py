@@ -249,6 +249,38 @@ async def test_small_blocks_are_hashed_without_the_pool_and_large_ones_in_it(has
 
 
 @pytest_twisted.ensureDeferred
+async def test_uploads_that_finish_at_once_leave_the_schedulers_intact(hash_pool):
+    """Small blocks hashed inline, already stored (dedup) or put into a store that answers
+    at once: the whole upload completes inside schedule(), for thousands of blocks."""
+    p = make(hash_pool)
+    await p.start()
+    page = os.urandom(4096)
+    for i in range(3000):
+        await p.write_at(f"f{i}", 0, page)
+    p._tick()
+    p._tick()  # the second tick schedules every block the first one saw unchanged
+    assert not p.cache.dirty
+    # Every upload slot taken by a put that waits; thousands of small blocks queue
+    # behind them and, once the gate opens, each completes at once.
+    p.store = p.transfer.store = GatedStore()
+    p.store.open = False
+    for i in range(p.transfer.concurrency):
+        await p.write_at(f"slow{i}", 0, os.urandom(100))
+    slow = [defer.ensureDeferred(p.flush(f"slow{i}", remote=True))
+            for i in range(p.transfer.concurrency)]
+    assert len(p.store.waiting) == p.transfer.concurrency
+    p.store.blobs[f"{p.transfer.ns}/{sha(page)}"] = page
+    for i in range(3000):
+        await p.write_at(f"g{i}", 0, page)
+    flushes = [defer.ensureDeferred(p.flush(f"g{i}", remote=True)) for i in range(3000)]
+    assert len(p.transfer.queue) == 3000
+    p.store.release()
+    await defer.gatherResults(slow + flushes)
+    assert not p.cache.dirty and not p.transfer.queue
+    await p.close()
+
+
+@pytest_twisted.ensureDeferred
 async def test_backpressure_waits_instead_of_failing(hash_pool):
     store = GatedStore()
     store.open = False
