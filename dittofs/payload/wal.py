@@ -14,6 +14,13 @@ writer has written what they cover: a sync of segment ``n`` fdatasyncs every seg
 Appends go on while the disk flushes.  Never-synced records carry no promise: after a
 power loss, replay takes the intact records of each segment, so a later segment may keep
 records written after ones an earlier segment lost.
+
+Small records are written over zeros laid down ahead of them (FILL_BYTES at a time, by
+the writer thread): an fdatasync after an append that grows the file commits the
+filesystem's journal (ext4: ~330 us on a loop-mounted image here), one after an
+overwrite of allocated blocks only flushes them (~110 us).  Replay stops at the zeros as
+at any torn record.  Large records (bulk writes, synced once per many megabytes) are
+appended as they come: zeros ahead of them would double the bytes written.
 """
 
 from __future__ import annotations
@@ -45,6 +52,16 @@ _CHECK_BYTES = 4 * 1024 * 1024  # free space is looked at after this much is app
 _CHECK_SECONDS = 0.5  # ...or this long after it was found low
 #: Records with at least this much data are encoded (CRC) in the writer thread.
 OFFLOAD_BYTES = 256 * 1024
+#: Zeros are laid down this far ahead of small records, refilled when half is used.
+FILL_BYTES = 1024 * 1024
+_ZEROS = bytes(FILL_BYTES)
+
+
+class _Fill(NamedTuple):
+    """A writer item: lay zeros on [start, end) of the segment being appended to."""
+
+    start: int
+    end: int
 
 
 class WalRecord(NamedTuple):
@@ -115,7 +132,9 @@ class Wal:
         existing = self.segments()
         self.segment = (existing[-1] + 1) if existing else 1  # never append to an old one
         self._oldest = existing[0] if existing else self.segment  # the oldest not trimmed
-        self._seg_size = 0
+        self._seg_size = 0  # record bytes in the segment being appended to
+        self._filled = 0  # ...and the end of the zeros laid down (or queued) in it
+        self._seg_bytes: dict[int, int] = {}  # record bytes per segment (size, metrics)
         self._fd: int | None = None
         self._fd_seg = 0
         self.writer = BatchWorker("wal", self._write_batch, reactor, inline=self._inline)
@@ -156,7 +175,8 @@ class Wal:
         """Every intact record of the existing segments, oldest first."""
         for n in self.segments():
             data = self._path(n).read_bytes()
-            records, _ = decode_stream(data, n)
+            records, end = decode_stream(data, n)
+            self._seg_bytes[n] = end
             yield from records
 
     def append(self, op: int, content_id: str, offset: int, data: Any = b"",
@@ -179,11 +199,20 @@ class Wal:
             size = len(parts[0]) + len(parts[1])
         if self._seg_size and self._seg_size + size > self.segment_bytes:
             self.segment += 1
-            self._seg_size = 0
+            self._seg_size = self._filled = 0
         self._seg_size += size
         self.appended += size
         seg = self.segment
+        self._seg_bytes[seg] = self._seg_size
         written = self.writer.submit((parts, seg))
+        if (size < OFFLOAD_BYTES and self._seg_size + FILL_BYTES // 2 > self._filled
+                and self._filled < self.segment_bytes):
+            start = max(self._filled, self._seg_size)
+            self._filled = min(start + FILL_BYTES, self.segment_bytes)
+            if self._filled > start:
+                # Its outcome is the records': a failed batch fails them, not this.
+                self.writer.submit((_Fill(start, self._filled), seg)).addErrback(
+                    lambda _: None)
         if sync:
             written.addCallback(lambda _: self.syncer.submit(seg))
         return seg, written
@@ -198,7 +227,9 @@ class Wal:
             return self._fd
         if self._fd is not None:
             os.close(self._fd)  # the syncer fsyncs it through its own descriptor
-        self._fd = os.open(self._path(seg), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        # Not O_APPEND: records go at the file offset, over the zeros laid down ahead.
+        # A segment is only ever opened once, new (a restart starts a new one).
+        self._fd = os.open(self._path(seg), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         self._fd_seg = seg
         return self._fd
 
@@ -244,6 +275,10 @@ class Wal:
                 if item is None:
                     continue
                 parts, seg = item
+                if type(parts) is _Fill:
+                    if seg == self._fd_seg:  # it follows a record of that segment
+                        self._fill(parts)
+                    continue
                 if type(parts) is tuple:
                     parts = encode_parts(*parts)
                 if seg != self._fd_seg or self._fd is None or len(pending) >= _IOV_MAX - 2:
@@ -257,6 +292,17 @@ class Wal:
             return [(False, failure)] * len(batch)
         return [(True, None)] * len(batch)
 
+    def _fill(self, fill: _Fill) -> None:
+        """Lay zeros past every record queued so far (pwrite: the file offset, where the
+        next record goes, does not move).  Only a speed-up: a failure is left to the
+        records, which would meet it themselves."""
+        pos = fill.start
+        try:
+            while pos < fill.end:
+                pos += os.pwrite(self._fd, memoryview(_ZEROS)[:fill.end - pos], pos)
+        except OSError:
+            pass
+
     def trim(self, keep_from: int) -> None:
         """Delete segments older than ``keep_from`` (never the one being appended to).
         Called after every upload: it walks the numbers, not the directory."""
@@ -266,11 +312,21 @@ class Wal:
                 self._path(self._oldest).unlink()
             except FileNotFoundError:
                 pass
+            self._seg_bytes.pop(self._oldest, None)
             self._oldest += 1
 
     def size(self) -> int:
-        return sum(self._path(n).stat().st_size for n in self.segments()
-                   if self._path(n).exists())
+        """Bytes of records in the segments (not the zeros laid down past them)."""
+        total = 0
+        for n in self.segments():
+            known = self._seg_bytes.get(n)
+            if known is None:
+                try:
+                    known = self._path(n).stat().st_size  # not replayed: an upper bound
+                except FileNotFoundError:
+                    continue
+            total += known
+        return total
 
     def close(self) -> None:
         self.writer.stop()

@@ -485,6 +485,40 @@ async def test_wal_trim_deletes_only_segments_no_longer_needed(tmp_path):
 
 
 @pytest_twisted.ensureDeferred
+async def test_wal_small_records_go_over_zeros_laid_ahead_and_replay_stops_there(tmp_path):
+    seg_bytes = 3 * W.FILL_BYTES
+    wal = W.Wal(tmp_path / "wal", segment_bytes=seg_bytes)
+    records = [(W.OP_WRITE, "f", 1000 * i, os.urandom(700 + i % 300)) for i in range(4000)]
+    pending = [wal.append(op, cid, off, data, sync=i % 97 == 0)[1]
+               for i, (op, cid, off, data) in enumerate(records)]
+    await defer.gatherResults(pending)
+    await wal.sync()
+    assert wal.segments() == [1, 2]  # ~3.9 MiB of records in 3 MiB segments
+    first, second = (wal._path(n) for n in (1, 2))
+    # The first segment is zero-filled to its end, the open one ahead of its records.
+    assert first.stat().st_size == seg_bytes
+    assert wal.size() == wal.appended < first.stat().st_size + second.stat().st_size
+    tail = second.read_bytes()
+    end = W.decode_stream(tail)[1]
+    assert W.FILL_BYTES // 2 <= len(tail) - end <= W.FILL_BYTES and not any(tail[end:])
+    big = os.urandom(W.OFFLOAD_BYTES)  # bulk records are appended with nothing ahead
+    bulk = W.Wal(tmp_path / "bulk")
+    await bulk.append(W.OP_WRITE, "g", 0, big, sync=True)[1]
+    assert bulk._path(1).stat().st_size == bulk.size() == bulk.appended
+    bulk.close()
+    wal.close()
+    again = W.Wal(tmp_path / "wal", segment_bytes=seg_bytes)
+    got = [(r.op, r.content_id, r.offset, bytes(r.data)) for r in again.replay()]
+    assert got == records
+    assert again.size() == wal.appended  # counted from the records, not the zeros
+    seg, d = again.append(W.OP_TRUNCATE, "f", 5, sync=True)
+    await d
+    assert seg == 3
+    again.close()
+    assert list(W.Wal(tmp_path / "wal").replay())[-1][:3] == (W.OP_TRUNCATE, "f", 5)
+
+
+@pytest_twisted.ensureDeferred
 async def test_wal_large_records_are_encoded_by_the_writer_and_stay_in_order(tmp_path):
     wal = W.Wal(tmp_path / "wal")
     big = os.urandom(W.OFFLOAD_BYTES)
@@ -528,13 +562,14 @@ async def test_wal_batches_are_written_whole_across_segments_and_short_writes(tm
 
 @pytest_twisted.ensureDeferred
 async def test_wal_sync_covers_every_segment_written_before_it(tmp_path, monkeypatch):
-    synced = []  # (segment file, its size) at each fdatasync, from the syncer thread
+    synced = []  # (segment file, bytes of records in it) at each fdatasync (syncer thread)
     real = os.fdatasync
 
     def spy(fd):
         real(fd)
         path = os.readlink(f"/proc/self/fd/{fd}")
-        synced.append((os.path.basename(path), os.fstat(fd).st_size))
+        with open(path, "rb") as fh:  # records end where zeros laid down ahead begin
+            synced.append((os.path.basename(path), W.decode_stream(fh.read())[1]))
 
     monkeypatch.setattr(W.os, "fdatasync", spy)
     wal = W.Wal(tmp_path / "wal", segment_bytes=300)
