@@ -13,9 +13,14 @@ from sqlalchemy import select
 from twisted.application.service import Service
 from twisted.internet import defer, endpoints
 from twisted.logger import Logger
+from twisted.web.server import Site
 
 from dittofs.control import auth
 from dittofs.control import models as m
+
+# Imported here, with the service (before the reactor runs), not when the API starts to
+# listen: Klein's import alone held the reactor ~0.25 s while clients were already served.
+from dittofs.control.api import Api
 from dittofs.control.db import Database, default_url
 from dittofs.smb.users import User as SmbUser
 
@@ -77,9 +82,6 @@ class ControlPlane(Service):
         await self.load_adapters()
         await self.load_settings()
         await self.refresh_acls()
-        from twisted.web.server import Site
-
-        from dittofs.control.api import Api
         self.api = Api(self)
         interface = self.cfg.bind.replace(":", "\\:")
         site = Site(self.api.app.resource())
