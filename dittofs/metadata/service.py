@@ -8,6 +8,7 @@ carry the pre-operation attributes (``WccAttr``) protocols need for caching.
 from __future__ import annotations
 
 import stat
+import struct
 import time
 from typing import Any, NamedTuple, Protocol
 
@@ -69,6 +70,31 @@ class Created(NamedTuple):
 
 def _now() -> int:
     return time.time_ns()
+
+
+#: What commit_write changes, as a payload flush logs it: size, mtime, ctime, mode.
+_WRITTEN = struct.Struct(">QqqI")
+
+
+def pack_written(rec: FileRecord) -> bytes:
+    """The attributes unstable writes change, for the WAL (see restore_written)."""
+    return _WRITTEN.pack(rec.size, rec.mtime, rec.ctime, rec.mode)
+
+
+async def restore_written(store: Any, fileid: int, attrs: bytes) -> None:
+    """WAL replay: put back attributes logged by a flush unless the file changed since
+    (a later ctime: a truncate, chmod or write the store kept).  Not synced: the WAL
+    keeps the record until a metadata sync covers this too."""
+    size, mtime, ctime, mode = _WRITTEN.unpack(attrs)
+
+    def fn(txn: Any) -> None:
+        rec = txn.get(fileid)
+        if rec is None or rec.ftype != FileType.REG or rec.ctime >= ctime:
+            return
+        txn.put(rec._replace(size=size, mtime=mtime, ctime=ctime, mode=mode))
+        if size != rec.size:
+            txn.add_usage(0, size - rec.size)
+    await store.transact(fn, durable=False)
 
 
 def check_name(name: bytes) -> None:

@@ -30,9 +30,12 @@ class IPayloadService(Interface):
     def truncate(content_id, size, sync=True):
         """Discard content at and beyond ``size``."""
 
-    def flush(content_id, remote=False):
+    def flush(content_id, remote=False, attrs=None):
         """Fire once everything written to ``content_id`` is durable: in the WAL, or with
-        ``remote`` in the block store (NFS COMMIT, SMB FLUSH)."""
+        ``remote`` in the block store (NFS COMMIT, SMB FLUSH).  ``attrs`` (bytes, opaque
+        here): the file's metadata, to be made durable with the content where a WAL can
+        hold it (handed back at replay, see ``restore_attrs``).  Fires True if it was,
+        False if the caller must make its metadata durable itself."""
 
     def delete(content_id, sync=True):
         """Forget all content of ``content_id``; unreferenced blocks are collected.  With

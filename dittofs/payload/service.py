@@ -38,9 +38,11 @@ class CachedPayloadService:
     def __init__(self, name: str, store: Any, objects: Any, hash_pool: Any,
                  wal: W.Wal | None = None, cache_bytes: int = DEFAULT_CACHE_BYTES,
                  concurrency: int = 4, wal_sync_ms: int = 200, reactor: Any = None,
-                 owner_exists: Any = None) -> None:
+                 owner_exists: Any = None, restore_attrs: Any = None) -> None:
         """``owner_exists(content_id)``: fires True or False as the file owning a content
-        id exists or not, None where it cannot tell; WAL replay uses it (see start)."""
+        id exists or not, None where it cannot tell; WAL replay uses it (see start).
+        ``restore_attrs(content_id, attrs)``: WAL replay hands it the metadata a flush
+        logged for a file that exists (see flush)."""
         if reactor is None:
             from twisted.internet import reactor as default_reactor
             reactor = default_reactor
@@ -48,6 +50,7 @@ class CachedPayloadService:
         self.store = store
         self.objects = objects
         self.owner_exists = owner_exists
+        self.restore_attrs = restore_attrs
         self.reactor = reactor
         self.cache = Cache(cache_bytes)
         self.dirty_cap = max(cache_bytes * 3 // 4, 2 * BLOCK_SIZE)
@@ -78,7 +81,8 @@ class CachedPayloadService:
         and a delete record is ignored (its namespace change did not survive: deletes are
         logged without an fsync, after the change); for a file that no longer exists (or
         never durably did) nothing is replayed and its content is dropped once.  File ids
-        are never reused, so a content id names one file for ever."""
+        are never reused, so a content id names one file for ever.  The metadata a flush
+        logged goes to ``restore_attrs``, in order with the rest, for files that exist."""
         n = 0
         if self.wal is not None:
             alive: dict[str, bool | None] = {}
@@ -95,6 +99,9 @@ class CachedPayloadService:
                     self._apply_write(cid, rec.offset, rec.data, rec.segment)
                 elif rec.op == W.OP_TRUNCATE:
                     await self._truncate(cid, rec.offset, rec.segment)
+                elif rec.op == W.OP_ATTRS:
+                    if live and self.restore_attrs is not None:
+                        await self.restore_attrs(cid, bytes(rec.data))
                 elif live is None:
                     await self.transfer.drop_from(cid, 0)
             dead = [cid for cid, live in alive.items() if live is False]
@@ -333,17 +340,27 @@ class CachedPayloadService:
             self.wal.append(W.OP_DELETE, content_id, 0, b"", False)
         await self.transfer.drop_from(content_id, 0, durable=sync, covered=sync)
 
-    async def flush(self, content_id: str, remote: bool = False) -> None:
+    async def flush(self, content_id: str, remote: bool = False,
+                    attrs: bytes | None = None) -> bool:
         with tracing.span("cache.flush", **{"dittofs.remote": remote}):
-            await self._flush(content_id, remote)
+            return await self._flush(content_id, remote, attrs)
 
-    async def _flush(self, content_id: str, remote: bool) -> None:
+    async def _flush(self, content_id: str, remote: bool, attrs: bytes | None) -> bool:
         if remote:
             await self.transfer.wait_clean(self.cache.file_blocks(content_id))
             if self.transfer.lazy_maps:  # the block maps those uploads changed
                 await self.objects.sync()
-        elif self.wal is not None:
+            return False
+        if self.wal is None:
+            return False
+        if attrs is None:
             await self.wal.sync()
+            return False
+        # One fsync for the content and the metadata: the record goes after every write
+        # to the file, and the segment holding it is trimmed only after a metadata sync
+        # (_sync_round), which covers the commit these attributes came from.
+        await self.wal.append(W.OP_ATTRS, content_id, 0, attrs, sync=True)[1]
+        return True
 
     # -- statistics -------------------------------------------------------------
 

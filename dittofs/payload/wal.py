@@ -40,6 +40,8 @@ from dittofs.metadata import errors as E
 from dittofs.threads import BatchWorker
 
 OP_WRITE, OP_TRUNCATE, OP_DELETE = 1, 2, 3
+#: A file's metadata as of a flush, opaque to the WAL (see CachedPayloadService.flush).
+OP_ATTRS = 4
 _HDR = struct.Struct(">IIBHQ")
 _TAIL = struct.Struct(">BHQ")
 SEGMENT_BYTES = 64 * 1024 * 1024

@@ -9,6 +9,7 @@ from typing import Any
 from twisted.internet import defer
 
 from dittofs.metadata.permissions import squash
+from dittofs.metadata.service import pack_written, restore_written
 from dittofs.metadata.types import FileType, Identity
 
 LEVEL_ORDER = {"none": 0, "read": 1, "read-write": 2, "admin": 3}
@@ -39,6 +40,16 @@ def owner_exists(store: Any) -> Any:
             return None
         return (await store.get(owner[1])) is not None
     return exists
+
+
+def attrs_restorer(store: Any) -> Any:
+    """For the payload service's WAL replay: put back the size, times and mode a flush
+    logged for a file of ``store`` (see Share.flush)."""
+    async def restore(cid: str, attrs: bytes) -> None:
+        owner = content_owner(cid)
+        if owner is not None and owner[0] == store.name:
+            await restore_written(store, owner[1], attrs)
+    return restore
 
 
 @dataclass
@@ -92,11 +103,24 @@ class Share:
 
     async def flush(self, fileid: int) -> None:
         """Make what was acknowledged of a file durable per the tier (NFS COMMIT, SMB
-        FLUSH): the WAL (remote: the block store) and the metadata store, synced at once."""
+        FLUSH): the WAL (remote: the block store) and the metadata store, synced at once.
+
+        In the local tier the metadata a COMMIT must keep is what unstable writes changed
+        without an fsync (size, times, mode: commit_write); everything else that is not
+        durable at once is covered by the WAL or synced by its own request.  So the record
+        as it is now goes into the WAL with the content, one fsync for both, instead of a
+        second fsync of the metadata store; replay puts it back if the store lost it."""
         if not self.synchronous:
             return
-        flushed = defer.ensureDeferred(self.payload.flush(self.content_id(fileid),
-                                                          self.durability == "remote"))
+        cid = self.content_id(fileid)
+        if self.durability == "local":
+            rec = await self.store.get(fileid)
+            attrs = None if rec is None else pack_written(rec)
+            if await self.payload.flush(cid, False, attrs):
+                return
+            await self.store.sync()
+            return
+        flushed = defer.ensureDeferred(self.payload.flush(cid, True))
         try:
             await self.store.sync()
         finally:

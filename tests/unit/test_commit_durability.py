@@ -1,0 +1,162 @@
+"""COMMIT in the local tier: the metadata it must keep goes into the WAL with the content
+(one fsync), and replay puts it back when the metadata store lost it."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import pytest_twisted
+
+from dittofs.metadata.service import MetadataService, pack_written, restore_written
+from dittofs.metadata.stores.lmdb import LmdbMetadataStore
+from dittofs.metadata.stores.memory import MemoryMetadataStore
+from dittofs.metadata.types import FileType, Identity, SetAttrs
+from dittofs.nfs import codec as C
+from dittofs.nfs.const import NfsStat, StableHow
+from dittofs.nfs.handlers import NfsHandlers
+from dittofs.nfs.handles import HandleCodec
+from dittofs.nfs.types import EMPTY_SATTR, DirOpArgs3
+from dittofs.payload import wal as W
+from dittofs.payload.blockstores.fs import FsBlockStore
+from dittofs.payload.service import CachedPayloadService
+from dittofs.rpc.message import AuthUnix, RpcCall
+from dittofs.rpc.program import CallContext
+from dittofs.runtime.shares import Share, ShareTable, attrs_restorer, owner_exists
+from dittofs.threads import LazyPool
+
+CTX = CallContext(RpcCall(1, 100003, 3, 1, 1, AuthUnix(0, b"h", 0, 0, ()), 0),
+                  ("127.0.0.1", 800), 1)
+ROOT = Identity(0, 0)
+
+
+@pytest.fixture()
+def hash_pool():
+    pool = LazyPool("test-hash", 2)
+    yield pool
+    pool.stop()
+
+
+async def serve(tmp_path, hash_pool):
+    store = LmdbMetadataStore("m", tmp_path / "md")
+    blocks = FsBlockStore("b", tmp_path / "blocks")
+    payload = CachedPayloadService("p", blocks, store, hash_pool, wal=W.Wal(tmp_path / "wal"),
+                                   owner_exists=owner_exists(store),
+                                   restore_attrs=attrs_restorer(store))
+    await payload.start()
+    md = MetadataService()
+    share = Share("/s", 9, store, payload, durability="local")
+    share.root_id = await md.ensure_root(share, 0, 0, 0o777)
+    shares = ShareTable()
+    shares.add(share)
+    handles = HandleCodec(b"k" * 32)
+    return NfsHandlers(shares, md, handles), handles.make(9, share.root_id), share, md
+
+
+def power_off(share):
+    """Stop without the syncs a clean shutdown makes: what the metadata store did not
+    fsync is lost by the caller restoring its files from a copy."""
+    p = share.payload
+    p._ticker.stop()
+    p._wal_syncer.stop()
+    p.wal.writer.stop()
+    p.wal.syncer.stop()
+    share.store.writer.stop()
+    share.store.env.close()
+    share.store._closed = True
+    p.store.pool.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_committed_size_survives_losing_the_unsynced_metadata(tmp_path, hash_pool,
+                                                                   monkeypatch):
+    h, root, share, md = await serve(tmp_path, hash_pool)
+    try:
+        await commit_one(h, root, share, md, tmp_path, monkeypatch)
+    finally:
+        if not share.store._closed:
+            power_off(share)
+
+
+async def commit_one(h, root, share, md, tmp_path, monkeypatch):
+    st, made = await h.create(C.CreateArgs(DirOpArgs3(root, b"f"), (0, EMPTY_SATTR)), CTX)
+    assert st == NfsStat.NFS3_OK
+    fid = (await md.lookup(share, ROOT, share.root_id, b"f"))[0].fileid
+    await share.store.sync()
+    (tmp_path / "synced").mkdir()
+    share.store.env.copy(str(tmp_path / "synced"))  # the store as its last fsync left it
+    data = bytes(range(256)) * 40
+    st, wrote = await h.write(C.WriteArgs(made.obj, 0, len(data), StableHow.UNSTABLE, data),
+                              CTX)
+    assert st == NfsStat.NFS3_OK and wrote.committed == StableHow.UNSTABLE
+    syncs = []
+    real_sync = share.store.sync
+    monkeypatch.setattr(share.store, "sync", lambda: syncs.append(1) or real_sync())
+    st, _ = await h.commit(C.CommitArgs(made.obj, 0, 0), CTX)
+    assert st == NfsStat.NFS3_OK
+    assert syncs == []  # one fsync (the WAL's) for content and metadata
+    committed = await md.getattr(share, fid)
+    power_off(share)
+    shutil.rmtree(tmp_path / "md")
+    (tmp_path / "synced").rename(tmp_path / "md")
+    lost = LmdbMetadataStore("m", tmp_path / "md")
+    assert (await lost.get(fid)).size == 0  # the write's size change never reached disk
+    await lost.close()
+
+    h2, root2, share2, md2 = await serve(tmp_path, hash_pool)
+    try:
+        rec = await md2.getattr(share2, fid)
+        assert (rec.size, rec.mtime, rec.ctime) == (len(data), committed.mtime,
+                                                     committed.ctime)
+        assert await share2.payload.read_at(share2.content_id(fid), 0, len(data)) == data
+        assert (await share2.store.usage())[1] >= len(data)
+    finally:
+        await share2.payload.close()
+        await share2.store.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_restore_leaves_a_file_changed_since_the_commit():
+    store = MemoryMetadataStore("m")
+    md = MetadataService()
+    share = Share("/s", 9, store, None)
+    share.root_id = await md.ensure_root(share, 0, 0, 0o777)
+    f = (await md.create(share, ROOT, share.root_id, b"f", FileType.REG, SetAttrs())).file
+    _, written = await md.commit_write(share, f.fileid, 5000)
+    logged = pack_written(written)
+    await md.setattr(share, ROOT, f.fileid, SetAttrs(size=10))  # a later truncate, kept
+    await restore_written(store, f.fileid, logged)
+    assert (await store.get(f.fileid)).size == 10
+    older = (await store.get(f.fileid))._replace(size=0, ctime=written.ctime - 1)
+    await store.transact(lambda t: t.put(older))  # as if the write's commit was lost
+    await restore_written(store, f.fileid, logged)
+    rec = await store.get(f.fileid)
+    assert (rec.size, rec.mtime, rec.ctime) == (5000, written.mtime, written.ctime)
+    await restore_written(store, 12345, logged)  # a file that is gone: nothing to do
+
+
+@pytest_twisted.ensureDeferred
+async def test_replay_hands_logged_attrs_back_for_files_that_exist(tmp_path, hash_pool):
+    store = MemoryMetadataStore("m")
+    from dittofs.payload.blockstores.memory import MemoryBlockStore
+    blocks = MemoryBlockStore()
+    p = CachedPayloadService("p", blocks, store, hash_pool, wal=W.Wal(tmp_path / "wal"))
+    await p.start()
+    for cid in ("live", "gone"):
+        await p.write_at(cid, 0, b"abc", sync=False)
+        assert await p.flush(cid, attrs=cid.encode() + b"-attrs") is True
+    assert await p.flush("live") is False  # no attrs: the caller syncs its metadata
+    p.wal.close()
+    got = []
+
+    async def exists(cid):
+        return cid == "live"
+
+    async def restore(cid, attrs):
+        got.append((cid, attrs))
+
+    q = CachedPayloadService("q", blocks, store, hash_pool, wal=W.Wal(tmp_path / "wal"),
+                             owner_exists=exists, restore_attrs=restore)
+    await q.start()
+    assert got == [("live", b"live-attrs")]
+    await q.close()
