@@ -49,13 +49,27 @@ class BatchWorker:
     coordinator, then one ``callFromThread`` per result and one more for the pool's own
     completion) cost ~110 us a round trip here against ~50 us for a condition variable and
     one ``callFromThread`` per batch, and every durable metadata change and fsync of a
-    small-file workload pays one or two of them."""
+    small-file workload pays one or two of them.
+
+    With ``finish`` (an fsync), a batch is processed in two steps: ``process``, after which
+    the items that do not need ``finish`` are handed back at once, then ``finish`` for
+    the others.  While ``finish`` runs and nothing is queued, inline items are processed
+    on the calling thread as when idle: a cheap change need not wait for an fsync of
+    changes before it (``process`` must allow that, as LMDB allows a write transaction
+    during a sync)."""
 
     def __init__(self, name: str, process: BatchProcessor, reactor: Any = None,
-                 inline: Callable[[Any], bool] | None = None) -> None:
+                 inline: Callable[[Any], bool] | None = None,
+                 finish: Callable[[], None] | None = None,
+                 needs_finish: Callable[[Any], bool] | None = None) -> None:
         """``inline(item)``: True for items cheap enough (no fsync, no open) to process on
-        the calling (reactor) thread when the worker is idle, saving two thread hand-offs."""
+        the calling (reactor) thread when the worker is idle, saving two thread hand-offs.
+        ``finish()``: run in the worker after ``process`` when an item of the batch
+        ``needs_finish(item)``; if it raises, those items fail with its error."""
         self.inline = inline
+        self.finish = finish
+        self.needs_finish = needs_finish
+        self._finishing = False  # the worker is in ``finish``, its batch processed
         if reactor is None:
             from twisted.internet import reactor as default_reactor
             reactor = default_reactor
@@ -70,9 +84,11 @@ class BatchWorker:
         self._thread: threading.Thread | None = None
 
     def submit(self, item: Any) -> defer.Deferred:
-        if self.inline is not None and not self._scheduled and self.inline(item):
-            # Only the reactor thread submits, and the worker runs only while scheduled:
-            # with nothing scheduled nothing else can be inside ``process`` now.
+        if (self.inline is not None and (not self._scheduled or (
+                self._finishing and not self._queue)) and self.inline(item)):
+            # Only the reactor thread submits, and the worker runs ``process`` only for
+            # what was queued: with nothing scheduled, or the worker in ``finish`` and
+            # nothing queued, nothing else can be inside ``process`` now.
             try:
                 ok, value = self.process([item])[0]
             except BaseException:
@@ -107,7 +123,27 @@ class BatchWorker:
             except BaseException:
                 failure = Failure()
                 results = [(False, failure)] * len(batch)
-            self.reactor.callFromThread(_deliver, batch, results)
+            if self.finish is None or self.needs_finish is None:
+                self.reactor.callFromThread(_deliver, batch, results)
+                continue
+            late = [i for i, (item, _) in enumerate(batch) if self.needs_finish(item)]
+            if len(late) < len(batch):
+                wait = set(late)
+                early = [i for i in range(len(batch)) if i not in wait]
+                self.reactor.callFromThread(_deliver, [batch[i] for i in early],
+                                            [results[i] for i in early])
+            if not late:
+                continue
+            self._finishing = True
+            try:
+                self.finish()
+            except BaseException:
+                failure = Failure()
+                results = [r if not r[0] else (False, failure) for r in results]
+            finally:
+                self._finishing = False
+            self.reactor.callFromThread(_deliver, [batch[i] for i in late],
+                                        [results[i] for i in late])
 
     def stop(self) -> None:
         """Wait for the queue to drain and the thread to end."""

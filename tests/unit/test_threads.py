@@ -99,3 +99,54 @@ async def test_stop_drains_the_queue_and_a_later_submit_starts_a_new_thread():
     assert await defer.gatherResults(ds) == [0, 1, 2]
     assert await w.submit(7) == 7
     w.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_finish_answers_the_rest_first_and_lets_inline_items_through_meanwhile():
+    in_finish, release = threading.Event(), threading.Event()
+    seen, fail = [], []
+
+    busy, go = threading.Event(), threading.Event()
+
+    def process(items):
+        seen.append((threading.current_thread() is threading.main_thread(), list(items)))
+        if 500 in items:
+            busy.set()
+            go.wait(5)
+        return [(True, i) for i in items]
+
+    def finish():  # the fsync: slow, and after the batch's commit
+        in_finish.set()
+        release.wait(5)
+        if fail:
+            raise OSError(5, "Input/output error")
+
+    w, r = make(process, inline=lambda item: item < 100, finish=finish,
+                needs_finish=lambda item: item >= 1000)
+    blocker = w.submit(500)  # keeps the worker busy so that the next two queue up
+    busy.wait(5)
+    durable, lazy = w.submit(1000), w.submit(2)
+    go.set()
+    assert await blocker == 500 and await lazy == 2  # lazy: answered before the fsync
+    while not in_finish.is_set():
+        await deferLater(0.001)
+    assert not durable.called
+    during = w.submit(3)  # the worker is in finish, nothing queued: done at once, here
+    assert during.called and during.result == 3
+    release.set()
+    assert await durable == 1000
+    assert seen == [(False, [500]), (False, [1000, 2]), (True, [3])]
+    fail.append(1)
+    release.clear()
+    in_finish.clear()
+    bad, ok = w.submit(1001), w.submit(501)
+    release.set()
+    with pytest.raises(OSError):
+        await bad
+    assert await ok == 501  # needs no finish: its result stands
+    w.stop()
+
+
+def deferLater(seconds):
+    from twisted.internet import task
+    return task.deferLater(reactor, seconds, lambda: None)

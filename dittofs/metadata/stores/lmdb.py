@@ -224,8 +224,11 @@ class LmdbMetadataStore:
         self.blocks = env.open_db(b"blocks")
         self.objects = env.open_db(b"objects")
         # A non-durable write (no sync) is a page-cache write: done inline when idle.
+        # A durable batch's fsync runs after its commit (finish): non-durable writes of
+        # the batch are answered before it, and new ones go on inline during it.
         self.writer = BatchWorker(f"lmdb-{name}", self._write_batch, reactor,
-                                  inline=lambda item: item[0] is not None and not item[1])
+                                  inline=lambda item: item[0] is not None and not item[1],
+                                  finish=self._sync_env, needs_finish=lambda item: item[1])
         self._closed = False
         # Non-durable writes submitted, and how many of them the last sync covered: a sync
         # with nothing new to cover (an idle server's background round) costs nothing.
@@ -266,7 +269,8 @@ class LmdbMetadataStore:
 
     def _write_batch(self, batch: list) -> list:
         """Writer thread: each function in a nested transaction of one outer transaction,
-        so a failing one is rolled back alone; one sync if any asked for durability."""
+        so a failing one is rolled back alone (the sync, if any asked for durability, is
+        _sync_env, run by the writer after)."""
         results: list[tuple[bool, Any]] = []
         try:
             with self.env.begin(write=True) as outer:
@@ -285,12 +289,16 @@ class LmdbMetadataStore:
                     except BaseException:
                         child.abort()
                         results.append((False, Failure()))
-            if any(durable for _, durable in batch):
-                self.env.sync(True)
         except lmdb.Error as e:
             fail = Failure(_store_error(e, "commit failed"))
             results = [(False, fail)] * len(batch)
         return results
+
+    def _sync_env(self) -> None:
+        try:
+            self.env.sync(True)
+        except lmdb.Error as e:
+            raise _store_error(e, "sync failed") from None
 
     def get(self, fileid: int) -> defer.Deferred:
         try:
