@@ -39,7 +39,9 @@ class IPayloadService(Interface):
 
     def delete(content_id, sync=True):
         """Forget all content of ``content_id``; unreferenced blocks are collected.  With
-        ``sync`` the change is durable when this fires."""
+        ``sync`` the change is durable when this fires, and True: committed with an fsync
+        of the metadata store the service keeps its block maps in, which also covers
+        every change committed to that store before."""
 
     def stats():
         """Fire with a dict: logical_bytes, stored_bytes, dedup_ratio, cache and WAL sizes."""

@@ -331,7 +331,7 @@ class CachedPayloadService:
         await self._truncate(content_id, size, segment, durable=sync and durable is None,
                              covered=sync)
 
-    async def delete(self, content_id: str, sync: bool = True) -> None:
+    async def delete(self, content_id: str, sync: bool = True) -> bool:
         # The block-map change itself is committed durably when ``sync`` (one metadata
         # fsync, which also covers the unsynced namespace change the caller made just
         # before); the WAL record is not waited for: where replay can ask whether the file
@@ -339,6 +339,7 @@ class CachedPayloadService:
         if self.wal is not None:
             self.wal.append(W.OP_DELETE, content_id, 0, b"", False)
         await self.transfer.drop_from(content_id, 0, durable=sync, covered=sync)
+        return sync
 
     async def flush(self, content_id: str, remote: bool = False,
                     attrs: bytes | None = None) -> bool:

@@ -132,14 +132,17 @@ class Share:
     async def finish_unlink(self, freed: Any) -> None:
         """After REMOVE, RMDIR, a RENAME or an SMB delete committed with ``durable=False``:
         drop the content of ``freed``, the record whose last link went (None if none did),
-        if it is a regular file, then (synchronous tiers)
-        make the change durable.  One metadata fsync does both: the durable block-map drop
-        covers the namespace change committed before it, and then ``sync`` has nothing
-        left to do.  The WAL's delete record is not synced: replay keeps the records of
-        files that exist and drops those of files that do not (CachedPayloadService.start),
-        so a lost or early record changes nothing."""
+        if it is a regular file, then (synchronous tiers) make the change durable.  One
+        metadata fsync does both: the durable block-map drop covers the namespace change
+        committed before it, so no sync follows (one would wait for another fsync whenever
+        other requests committed in between).  The WAL's delete record is not synced:
+        replay keeps the records of files that exist and drops those of files that do not
+        (CachedPayloadService.start), so a lost or early record changes nothing."""
         if freed is not None and freed.ftype == FileType.REG:
-            await self.payload.delete(self.content_id(freed.fileid), self.synchronous)
+            synced = await self.payload.delete(self.content_id(freed.fileid),
+                                               self.synchronous)
+            if synced and self.payload.objects is self.store:
+                return
         if self.synchronous:
             await self.store.sync()
 

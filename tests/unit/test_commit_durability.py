@@ -160,3 +160,31 @@ async def test_replay_hands_logged_attrs_back_for_files_that_exist(tmp_path, has
     await q.start()
     assert got == [("live", b"live-attrs")]
     await q.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_remove_makes_the_namespace_change_durable_with_the_block_map_drop(
+        tmp_path, hash_pool, monkeypatch):
+    h, root, share, md = await serve(tmp_path, hash_pool)
+    try:
+        st, made = await h.create(C.CreateArgs(DirOpArgs3(root, b"f"), (0, EMPTY_SATTR)), CTX)
+        data = b"z" * 5000
+        await h.write(C.WriteArgs(made.obj, 0, len(data), StableHow.UNSTABLE, data), CTX)
+        commits, real = [], share.store.transact
+
+        def transact(fn, write=True, durable=True):
+            if write:
+                commits.append(durable)
+            return real(fn, write, durable)
+        monkeypatch.setattr(share.store, "transact", transact)
+        monkeypatch.setattr(share.store, "sync", lambda: commits.append("sync") or real(
+            lambda t: None))
+        st, _ = await h.remove(DirOpArgs3(root, b"f"), CTX)
+        assert st == NfsStat.NFS3_OK
+        # The unsynced namespace change, then the block-map drop with its fsync: no
+        # further sync of the store (under load other requests commit in between, and it
+        # would wait for another fsync).
+        assert commits == [False, True]
+        assert share.store._lazy_writes == share.store._lazy_synced  # all of it synced
+    finally:
+        power_off(share)
