@@ -18,7 +18,7 @@ from typing import Any
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
-from dittofs import tracing
+from dittofs import coroutines, tracing
 from dittofs.payload.cache import UNKNOWN, Block, Cache
 
 log = Logger(namespace="dittofs.payload")
@@ -108,7 +108,14 @@ class TransferManager:
                 if b.dropped or not b.dirty or b.uploading:
                     continue
                 self.active += 1
-                d = defer.ensureDeferred(self._upload(b))
+                try:
+                    done, d = coroutines.start(self._upload(b))
+                except Exception:
+                    log.failure("upload failed unexpectedly")
+                    done, d = True, None
+                if done:  # completed without waiting (a small block already stored)
+                    self._done(None, b)
+                    continue
                 d.addErrback(lambda f: log.failure("upload failed unexpectedly", f))
                 d.addBoth(self._done, b)
         finally:
