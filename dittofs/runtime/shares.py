@@ -114,8 +114,10 @@ class Share:
             return
         cid = self.content_id(fileid)
         if self.durability == "local":
-            rec = await self.store.get(fileid)
-            attrs = None if rec is None else pack_written(rec)
+            attrs = None
+            if self.payload.objects is self.store:  # replay restores into that store
+                rec = await self.store.get(fileid)
+                attrs = None if rec is None else pack_written(rec)
             if await self.payload.flush(cid, False, attrs):
                 return
             await self.store.sync()

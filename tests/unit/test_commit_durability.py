@@ -188,3 +188,24 @@ async def test_remove_makes_the_namespace_change_durable_with_the_block_map_drop
         assert share.store._lazy_writes == share.store._lazy_synced  # all of it synced
     finally:
         power_off(share)
+
+
+@pytest_twisted.ensureDeferred
+async def test_flush_syncs_the_store_when_the_payload_keeps_its_maps_elsewhere(tmp_path,
+                                                                             hash_pool):
+    from dittofs.payload.blockstores.memory import MemoryBlockStore
+    store, other = MemoryMetadataStore("m"), MemoryMetadataStore("o")
+    p = CachedPayloadService("p", MemoryBlockStore(), other, hash_pool,
+                             wal=W.Wal(tmp_path / "wal"), restore_attrs=attrs_restorer(other))
+    await p.start()
+    md = MetadataService()
+    share = Share("/s", 9, store, p, durability="local")
+    share.root_id = await md.ensure_root(share, 0, 0, 0o777)
+    f = (await md.create(share, ROOT, share.root_id, b"f", FileType.REG, SetAttrs())).file
+    syncs = []
+    real = store.sync
+    store.sync = lambda: syncs.append(1) or real()
+    await share.flush(f.fileid)
+    assert syncs == [1]  # replay could not restore into this store: it is synced instead
+    assert W.OP_ATTRS not in [r.op for r in p.wal.replay()]
+    await p.close()
