@@ -20,13 +20,14 @@ def content_id(store_name: str, fileid: int) -> str:
     return f"{store_name}/{fileid:016x}"
 
 
-def content_owner(cid: str) -> tuple[str, int] | None:
-    """The (metadata store name, fileid) a content id was made from, or None."""
+def owned_fileid(store_name: str, cid: str) -> int | None:
+    """The fileid a content id was made from (content_id), if it was made for a file of
+    the metadata store ``store_name``; None otherwise."""
     name, sep, hexid = cid.rpartition("/")
-    if not sep or len(hexid) != 16:
+    if not sep or len(hexid) != 16 or name != store_name:
         return None
     try:
-        return name, int(hexid, 16)
+        return int(hexid, 16)
     except ValueError:
         return None
 
@@ -35,10 +36,10 @@ def owner_exists(store: Any) -> Any:
     """For the payload service's WAL replay: whether the file a content id belongs to still
     exists in ``store`` (None: not one of its content ids, so no answer)."""
     async def exists(cid: str) -> bool | None:
-        owner = content_owner(cid)
-        if owner is None or owner[0] != store.name:
+        fileid = owned_fileid(store.name, cid)
+        if fileid is None:
             return None
-        return (await store.get(owner[1])) is not None
+        return (await store.get(fileid)) is not None
     return exists
 
 
@@ -46,9 +47,9 @@ def attrs_restorer(store: Any) -> Any:
     """For the payload service's WAL replay: put back the size, times and mode a flush
     logged for a file of ``store`` (see Share.flush)."""
     async def restore(cid: str, attrs: bytes) -> None:
-        owner = content_owner(cid)
-        if owner is not None and owner[0] == store.name:
-            await restore_written(store, owner[1], attrs)
+        fileid = owned_fileid(store.name, cid)
+        if fileid is not None:
+            await restore_written(store, fileid, attrs)
     return restore
 
 
@@ -115,7 +116,7 @@ class Share:
         cid = self.content_id(fileid)
         if self.durability == "local":
             attrs = None
-            if self.payload.objects is self.store:  # replay restores into that store
+            if self._maps_here:  # replay restores into the store that lost them
                 rec = await self.store.get(fileid)
                 attrs = None if rec is None else pack_written(rec)
             if await self.payload.flush(cid, False, attrs):
@@ -127,6 +128,12 @@ class Share:
             await self.store.sync()
         finally:
             await flushed
+
+    @property
+    def _maps_here(self) -> bool:
+        """Whether the payload keeps its block maps in this share's metadata store: its
+        syncs and its WAL replay then cover this store's changes too."""
+        return self.payload.objects is self.store
 
     def content_id(self, fileid: int) -> str:
         return content_id(self.store.name, fileid)
@@ -143,7 +150,7 @@ class Share:
         if freed is not None and freed.ftype == FileType.REG:
             synced = await self.payload.delete(self.content_id(freed.fileid),
                                                self.synchronous)
-            if synced and self.payload.objects is self.store:
+            if synced and self._maps_here:
                 return
         if self.synchronous:
             await self.store.sync()
