@@ -94,9 +94,9 @@ class TransferManager:
         self._pump()
 
     def _pump(self) -> None:
-        # An upload can complete before ensureDeferred returns (a small block hashed
-        # inline and already stored, or a store that answers at once); its _done calls
-        # _pump again, which then leaves the next block to the loop already running here
+        # An upload can complete as soon as it is started (a small block hashed inline
+        # and already stored, or a store that answers at once); its _done calls _pump
+        # again, which then leaves the next block to the loop already running here
         # instead of recursing once per block.
         if self._pumping:
             return
@@ -111,8 +111,7 @@ class TransferManager:
                 try:
                     done, d = coroutines.start(self._upload(b))
                 except Exception:
-                    log.failure("upload failed unexpectedly")
-                    done, d = True, None
+                    done, d = False, defer.fail()
                 if done:  # completed without waiting (a small block already stored)
                     self._done(None, b)
                     continue
