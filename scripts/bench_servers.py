@@ -130,6 +130,10 @@ class Ours(Server):
         self.srv = ServerProcess(cfg, root=base / "dittofs")
         self.srv.start()
         self.pid = self.srv.proc.pid
+        # The NFS and SMB ports open before the control plane has finished starting (its
+        # migrations and the bootstrap admin's argon2 hash, four threads for ~0.2 s): like
+        # Ganesha's grace period below, measure once the server has finished starting.
+        _wait_port(self.srv.api_port, self.srv.proc, self.srv.log_path)
         self.nfs_url = f"nfs://127.0.0.1/export%s?version=3&nfsport={self.srv.port}" \
                        f"&mountport={self.srv.port}"
         self.smb = ("127.0.0.1", self.srv.smb_port, "export")
