@@ -97,6 +97,37 @@ async def restore_written(store: Any, fileid: int, attrs: bytes) -> None:
     await store.transact(fn, durable=False)
 
 
+#: An unlink as a payload delete logs it: the directory, the time; the name follows.
+_UNLINKED = struct.Struct(">Qq")
+
+
+def pack_unlinked(dir_id: int, name: bytes, when: int) -> bytes:
+    """The namespace change of a remove that freed a file, for the WAL (restore_unlinked)."""
+    return _UNLINKED.pack(dir_id, when) + name
+
+
+async def restore_unlinked(store: Any, fileid: int, unlinked: bytes) -> None:
+    """WAL replay: redo the remove of file ``fileid`` that ``unlinked`` describes if the
+    store lost it, i.e. if the name still names that file (file ids are never reused, so
+    a name that is gone or names another file means the store kept the remove, or kept
+    it and later changes).  The directory's times go forward only.  Not synced: the WAL
+    keeps the record until a metadata sync covers this too."""
+    dir_id, when = _UNLINKED.unpack_from(unlinked)
+    name = bytes(unlinked[_UNLINKED.size:])
+
+    def fn(txn: Any) -> None:
+        if txn.lookup(dir_id, name) != fileid:
+            return
+        d, victim = txn.get(dir_id), txn.get(fileid)
+        if d is None or victim is None:
+            return
+        txn.remove_entry(dir_id, name)
+        if d.ctime < when:
+            txn.put(d._replace(mtime=when, ctime=when))
+        MetadataService._drop_link(txn, victim, when)
+    await store.transact(fn, durable=False)
+
+
 def check_name(name: bytes) -> None:
     """Reject names no POSIX file system accepts."""
     if not name:

@@ -366,7 +366,7 @@ class NfsHandlers:
             share, fid = self.resolve(a.dir, ctx, write=True)
             gone = await self.md.remove(share, self.identity(share, ctx), fid, a.name, rmdir,
                                         durable=False)
-            await share.finish_unlink(gone.victim if gone.freed else None)
+            await share.finish_unlink(gone.victim if gone.freed else None, fid, a.name)
             return OK, WccData(wcc_attr(gone.dir_pre), fattr(share, gone.dir_post))
         except Exception as e:
             return status_of(e, "RMDIR" if rmdir else "REMOVE"), await self.fail_wcc(share, fid)

@@ -37,11 +37,13 @@ class IPayloadService(Interface):
         hold it (handed back at replay, see ``restore_attrs``).  Fires True if it was,
         False if the caller must make its metadata durable itself."""
 
-    def delete(content_id, sync=True):
+    def delete(content_id, sync=True, unlinked=None):
         """Forget all content of ``content_id``; unreferenced blocks are collected.  With
         ``sync`` the change is durable when this fires, and True: committed with an fsync
         of the metadata store the service keeps its block maps in, which also covers
-        every change committed to that store before."""
+        every change committed to that store before, or (``unlinked``, bytes, opaque
+        here: the namespace change that freed the file) logged with it in a synced WAL
+        record, handed back at replay if that store lost it (see ``restore_unlink``)."""
 
     def stats():
         """Fire with a dict: logical_bytes, stored_bytes, dedup_ratio, cache and WAL sizes."""

@@ -38,11 +38,13 @@ class CachedPayloadService:
     def __init__(self, name: str, store: Any, objects: Any, hash_pool: Any,
                  wal: W.Wal | None = None, cache_bytes: int = DEFAULT_CACHE_BYTES,
                  concurrency: int = 4, wal_sync_ms: int = 200, reactor: Any = None,
-                 owner_exists: Any = None, restore_attrs: Any = None) -> None:
+                 owner_exists: Any = None, restore_attrs: Any = None,
+                 restore_unlink: Any = None) -> None:
         """``owner_exists(content_id)``: fires True or False as the file owning a content
         id exists or not, None where it cannot tell; WAL replay uses it (see start).
         ``restore_attrs(content_id, attrs)``: WAL replay hands it the metadata a flush
-        logged for a file that exists (see flush)."""
+        logged for a file that exists (see flush); ``restore_unlink(content_id,
+        unlinked)``, the namespace change a delete logged (see delete)."""
         if reactor is None:
             from twisted.internet import reactor as default_reactor
             reactor = default_reactor
@@ -51,6 +53,7 @@ class CachedPayloadService:
         self.objects = objects
         self.owner_exists = owner_exists
         self.restore_attrs = restore_attrs
+        self.restore_unlink = restore_unlink
         self.reactor = reactor
         self.cache = Cache(cache_bytes)
         self.dirty_cap = max(cache_bytes * 3 // 4, 2 * BLOCK_SIZE)
@@ -79,10 +82,12 @@ class CachedPayloadService:
         Where ``owner_exists`` can tell, a file's records follow the metadata store, not
         the order of the WAL: for a file that exists its writes and truncates are replayed
         and a delete record is ignored (its namespace change did not survive: deletes are
-        logged without an fsync, after the change); for a file that no longer exists (or
-        never durably did) nothing is replayed and its content is dropped once.  File ids
-        are never reused, so a content id names one file for ever.  The metadata a flush
-        logged goes to ``restore_attrs``, in order with the rest, for files that exist."""
+        logged without an fsync, after the change, unless they carry it); for a file that
+        no longer exists (or never durably did) nothing is replayed and its content is
+        dropped once.  File ids are never reused, so a content id names one file for ever.
+        The metadata a flush logged goes to ``restore_attrs``, and the unlink a delete
+        logged to ``restore_unlink``, in order with the rest, for files that exist; after
+        an unlink the file is asked about again."""
         n = 0
         if self.wal is not None:
             alive: dict[str, bool | None] = {}
@@ -102,6 +107,10 @@ class CachedPayloadService:
                 elif rec.op == W.OP_ATTRS:
                     if live and self.restore_attrs is not None:
                         await self.restore_attrs(cid, bytes(rec.data))
+                elif (rec.op == W.OP_DELETE and live and rec.data
+                      and self.restore_unlink is not None):
+                    await self.restore_unlink(cid, bytes(rec.data))
+                    alive[cid] = await self.owner_exists(cid)
                 elif live is None:
                     await self.transfer.drop_from(cid, 0)
             dead = [cid for cid, live in alive.items() if live is False]
@@ -331,7 +340,17 @@ class CachedPayloadService:
         await self._truncate(content_id, size, segment, durable=sync and durable is None,
                              covered=sync)
 
-    async def delete(self, content_id: str, sync: bool = True) -> bool:
+    async def delete(self, content_id: str, sync: bool = True,
+                     unlinked: bytes | None = None) -> bool:
+        if sync and unlinked is not None and self.wal is not None:
+            # The WAL record carries the unlink and is synced: it stands for the namespace
+            # change and for the block-map drop, both committed before it without an fsync
+            # (a segment is trimmed only after a metadata sync, which covers them).  The
+            # blobs the drop frees wait for that sync too: until then a crash can bring
+            # back the file, which replay then removes again.
+            await self.transfer.drop_from(content_id, 0, durable=False, covered=False)
+            await self.wal.append(W.OP_DELETE, content_id, 0, unlinked, sync=True)[1]
+            return True
         # The block-map change itself is committed durably when ``sync`` (one metadata
         # fsync, which also covers the unsynced namespace change the caller made just
         # before); the WAL record is not waited for: where replay can ask whether the file

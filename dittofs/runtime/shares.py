@@ -9,7 +9,12 @@ from typing import Any
 from twisted.internet import defer
 
 from dittofs.metadata.permissions import squash
-from dittofs.metadata.service import pack_written, restore_written
+from dittofs.metadata.service import (
+    pack_unlinked,
+    pack_written,
+    restore_unlinked,
+    restore_written,
+)
 from dittofs.metadata.types import FileType, Identity
 
 LEVEL_ORDER = {"none": 0, "read": 1, "read-write": 2, "admin": 3}
@@ -50,6 +55,16 @@ def attrs_restorer(store: Any) -> Any:
         fileid = owned_fileid(store.name, cid)
         if fileid is not None:
             await restore_written(store, fileid, attrs)
+    return restore
+
+
+def unlink_restorer(store: Any) -> Any:
+    """For the payload service's WAL replay: redo the remove a delete logged for a file of
+    ``store`` if the store lost it (see Share.finish_unlink)."""
+    async def restore(cid: str, unlinked: bytes) -> None:
+        fileid = owned_fileid(store.name, cid)
+        if fileid is not None:
+            await restore_unlinked(store, fileid, unlinked)
     return restore
 
 
@@ -138,18 +153,25 @@ class Share:
     def content_id(self, fileid: int) -> str:
         return content_id(self.store.name, fileid)
 
-    async def finish_unlink(self, freed: Any) -> None:
+    async def finish_unlink(self, freed: Any, dir_id: int | None = None,
+                            name: bytes | None = None) -> None:
         """After REMOVE, RMDIR, a RENAME or an SMB delete committed with ``durable=False``:
         drop the content of ``freed``, the record whose last link went (None if none did),
-        if it is a regular file, then (synchronous tiers) make the change durable.  One
-        metadata fsync does both: the durable block-map drop covers the namespace change
-        committed before it, so no sync follows (one would wait for another fsync whenever
-        other requests committed in between).  The WAL's delete record is not synced:
-        replay keeps the records of files that exist and drops those of files that do not
-        (CachedPayloadService.start), so a lost or early record changes nothing."""
+        if it is a regular file, then (synchronous tiers) make the change durable.
+
+        When ``name`` was removed from directory ``dir_id`` (not a rename), the local tier
+        makes the change durable in the WAL: the payload's delete record carries the
+        unlink, synced, and replay redoes it if the metadata store lost it (a WAL fsync
+        over laid-down zeros instead of a metadata fsync and a hand-off to its writer).
+        Otherwise one metadata fsync does both: the durable block-map drop covers the
+        namespace change committed before it, so no sync follows (one would wait for
+        another fsync whenever other requests committed in between)."""
         if freed is not None and freed.ftype == FileType.REG:
+            unlinked = None
+            if name is not None and self.durability == "local" and self._maps_here:
+                unlinked = pack_unlinked(dir_id, name, freed.ctime)  # ctime: the unlink's
             synced = await self.payload.delete(self.content_id(freed.fileid),
-                                               self.synchronous)
+                                               self.synchronous, unlinked)
             if synced and self._maps_here:
                 return
         if self.synchronous:

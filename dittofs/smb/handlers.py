@@ -392,7 +392,8 @@ class SmbHandlers(InfoHandlers):
             try:
                 gone = await self.md.remove(share, op.tree.ident, op.parent, op.leaf, op.is_dir,
                                             durable=False)
-                await share.finish_unlink(gone.victim if gone.freed else None)
+                await share.finish_unlink(gone.victim if gone.freed else None, op.parent,
+                                          op.leaf)
             except E.MetadataError as e:
                 log.info("smb: delete on close of {path} failed: {err}", path=op.path, err=e)
 

@@ -170,6 +170,11 @@ def test_dedup_three_copies_store_one_and_gc_empties(request, tmp_path):
                 assert c.nfs(Proc.REMOVE, DirOpArgs3(root, name))[0] == OK
             assert dir_bytes(blocks) == stored  # "three" still holds every block
             assert c.nfs(Proc.REMOVE, DirOpArgs3(root, b"three"))[0] == OK
+        # Freed blocks go once a metadata sync covers the removes (the background sync,
+        # every 200 ms by default): until then a crash could bring the file back.
+        deadline = time.monotonic() + 5
+        while dir_bytes(blocks) and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert dir_bytes(blocks) == 0
         restart(srv)
         assert dir_bytes(blocks) == 0

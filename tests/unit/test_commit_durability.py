@@ -8,7 +8,14 @@ import shutil
 import pytest
 import pytest_twisted
 
-from dittofs.metadata.service import MetadataService, pack_written, restore_written
+from dittofs.metadata import errors as E
+from dittofs.metadata.service import (
+    MetadataService,
+    pack_unlinked,
+    pack_written,
+    restore_unlinked,
+    restore_written,
+)
 from dittofs.metadata.stores.lmdb import LmdbMetadataStore
 from dittofs.metadata.stores.memory import MemoryMetadataStore
 from dittofs.metadata.types import FileType, Identity, SetAttrs
@@ -22,7 +29,13 @@ from dittofs.payload.blockstores.fs import FsBlockStore
 from dittofs.payload.service import CachedPayloadService
 from dittofs.rpc.message import AuthUnix, RpcCall
 from dittofs.rpc.program import CallContext
-from dittofs.runtime.shares import Share, ShareTable, attrs_restorer, owner_exists
+from dittofs.runtime.shares import (
+    Share,
+    ShareTable,
+    attrs_restorer,
+    owner_exists,
+    unlink_restorer,
+)
 from dittofs.threads import LazyPool
 
 CTX = CallContext(RpcCall(1, 100003, 3, 1, 1, AuthUnix(0, b"h", 0, 0, ()), 0),
@@ -42,7 +55,8 @@ async def serve(tmp_path, hash_pool):
     blocks = FsBlockStore("b", tmp_path / "blocks")
     payload = CachedPayloadService("p", blocks, store, hash_pool, wal=W.Wal(tmp_path / "wal"),
                                    owner_exists=owner_exists(store),
-                                   restore_attrs=attrs_restorer(store))
+                                   restore_attrs=attrs_restorer(store),
+                                   restore_unlink=unlink_restorer(store))
     await payload.start()
     md = MetadataService()
     share = Share("/s", 9, store, payload, durability="local")
@@ -115,13 +129,19 @@ async def commit_one(h, root, share, md, tmp_path, monkeypatch):
         await share2.store.close()
 
 
-@pytest_twisted.ensureDeferred
-async def test_restore_leaves_a_file_changed_since_the_commit():
+async def memory_share_with_file():
+    """A share on a memory store (no payload) holding one empty regular file "f"."""
     store = MemoryMetadataStore("m")
     md = MetadataService()
     share = Share("/s", 9, store, None)
     share.root_id = await md.ensure_root(share, 0, 0, 0o777)
     f = (await md.create(share, ROOT, share.root_id, b"f", FileType.REG, SetAttrs())).file
+    return store, md, share, f
+
+
+@pytest_twisted.ensureDeferred
+async def test_restore_leaves_a_file_changed_since_the_commit():
+    store, md, share, f = await memory_share_with_file()
     _, written = await md.commit_write(share, f.fileid, 5000)
     logged = pack_written(written)
     await md.setattr(share, ROOT, f.fileid, SetAttrs(size=10))  # a later truncate, kept
@@ -163,14 +183,13 @@ async def test_replay_hands_logged_attrs_back_for_files_that_exist(tmp_path, has
 
 
 @pytest_twisted.ensureDeferred
-async def test_remove_makes_the_namespace_change_durable_with_the_block_map_drop(
-        tmp_path, hash_pool, monkeypatch):
+async def test_remove_makes_the_unlink_durable_in_the_wal(tmp_path, hash_pool, monkeypatch):
     h, root, share, md = await serve(tmp_path, hash_pool)
     try:
         st, made = await h.create(C.CreateArgs(DirOpArgs3(root, b"f"), (0, EMPTY_SATTR)), CTX)
         data = b"z" * 5000
         await h.write(C.WriteArgs(made.obj, 0, len(data), StableHow.UNSTABLE, data), CTX)
-        commits, real = [], share.store.transact
+        commits, appends, real = [], [], share.store.transact
 
         def transact(fn, write=True, durable=True):
             if write:
@@ -179,15 +198,98 @@ async def test_remove_makes_the_namespace_change_durable_with_the_block_map_drop
         monkeypatch.setattr(share.store, "transact", transact)
         monkeypatch.setattr(share.store, "sync", lambda: commits.append("sync") or real(
             lambda t: None))
-        st, _ = await h.remove(DirOpArgs3(root, b"f"), CTX)
+        real_append = share.payload.wal.append
+        monkeypatch.setattr(share.payload.wal, "append", lambda op, cid, off, data=b"",
+                            sync=True: appends.append((op, bytes(data), sync))
+                            or real_append(op, cid, off, data, sync))
+        st, wcc = await h.remove(DirOpArgs3(root, b"f"), CTX)
         assert st == NfsStat.NFS3_OK
-        # The unsynced namespace change, then the block-map drop with its fsync: no
-        # further sync of the store (under load other requests commit in between, and it
-        # would wait for another fsync).
-        assert commits == [False, True]
-        assert share.store._lazy_writes == share.store._lazy_synced  # all of it synced
+        # The namespace change and the block-map drop without an fsync of the store, then
+        # one synced WAL record that carries the unlink.
+        assert commits == [False, False]
+        assert appends == [(W.OP_DELETE, pack_unlinked(share.root_id, b"f", wcc.after.ctime_s
+                                                       * 10**9 + wcc.after.ctime_ns), True)]
     finally:
         power_off(share)
+
+
+@pytest_twisted.ensureDeferred
+async def test_removed_file_stays_removed_after_losing_the_unsynced_metadata(tmp_path,
+                                                                            hash_pool):
+    h, root, share, md = await serve(tmp_path, hash_pool)
+    try:
+        for name in (b"f", b"keep"):
+            st, made = await h.create(C.CreateArgs(DirOpArgs3(root, name), (0, EMPTY_SATTR)),
+                                      CTX)
+            data = name * 3000
+            await h.write(C.WriteArgs(made.obj, 0, len(data), StableHow.UNSTABLE, data), CTX)
+            await h.commit(C.CommitArgs(made.obj, 0, 0), CTX)
+        f = (await md.lookup(share, ROOT, share.root_id, b"f"))[0]
+        cid = share.content_id(f.fileid)
+        await share.payload.flush(cid, remote=True)  # uploaded and mapped
+        await share.store.sync()
+        (tmp_path / "synced").mkdir()
+        share.store.env.copy(str(tmp_path / "synced"))  # the store as its last fsync left it
+        files_before = (await share.store.usage())[0]
+        digest = (await share.store.transact(lambda t: t.object_blocks(cid), write=False))[0]
+        fsyncs, real_finish = [], share.store.writer.finish
+        share.store.writer.finish = lambda: fsyncs.append(1) or real_finish()
+        st, wcc = await h.remove(DirOpArgs3(root, b"f"), CTX)
+        assert st == NfsStat.NFS3_OK
+        assert fsyncs == []  # so the copy is what a power loss now would leave
+    finally:
+        power_off(share)
+    shutil.rmtree(tmp_path / "md")
+    (tmp_path / "synced").rename(tmp_path / "md")
+    lost = LmdbMetadataStore("m", tmp_path / "md")
+    assert await lost.get(f.fileid) is not None  # the remove never reached the store's disk
+    await lost.close()
+
+    h2, root2, share2, md2 = await serve(tmp_path, hash_pool)
+    try:
+        with pytest.raises(E.NotFound):
+            await md2.lookup(share2, ROOT, share2.root_id, b"f")
+        assert await share2.store.get(f.fileid) is None
+        _, listed, _ = await md2.readdir(share2, ROOT, share2.root_id, 0, 100, False)
+        names = [e.name for e, _ in listed]
+        assert b"f" not in names and b"keep" in names
+        assert (await share2.store.usage())[0] == files_before - 1
+        d = await share2.store.get(share2.root_id)
+        assert (d.mtime, d.ctime) == (wcc.after.mtime_s * 10**9 + wcc.after.mtime_ns,
+                                      wcc.after.ctime_s * 10**9 + wcc.after.ctime_ns)
+        maps = await share2.store.transact(lambda t: t.object_blocks(cid), write=False)
+        assert maps == {}
+        assert await share2.store.transact(lambda t: t.block_refcount(digest),
+                                           write=False) == 0
+        keep = (await md2.lookup(share2, ROOT, share2.root_id, b"keep"))[0]
+        assert await share2.payload.read_at(share2.content_id(keep.fileid), 0, 8) == b"keep" * 2
+    finally:
+        await share2.payload.close()
+        await share2.store.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_restore_unlinked_redoes_only_a_remove_the_store_lost():
+    store, md, share, f = await memory_share_with_file()
+    await md.commit_write(share, f.fileid, 700)
+    files, size = await store.usage()
+    d = await store.get(share.root_id)
+    when = d.ctime + 5
+    await restore_unlinked(store, 12345, pack_unlinked(share.root_id, b"f", when))
+    assert (await store.get(f.fileid)) is not None  # the name names another file: kept
+    await restore_unlinked(store, f.fileid, pack_unlinked(share.root_id, b"g", when))
+    assert (await store.get(f.fileid)) is not None  # no such name: kept
+    await restore_unlinked(store, f.fileid, pack_unlinked(share.root_id, b"f", when))
+    assert await store.get(f.fileid) is None
+    assert await store.transact(lambda t: t.lookup(share.root_id, b"f"), write=False) is None
+    assert await store.usage() == (files - 1, size - 700)
+    d = await store.get(share.root_id)
+    assert (d.mtime, d.ctime) == (when, when)
+    g = (await md.create(share, ROOT, share.root_id, b"f", FileType.REG, SetAttrs())).file
+    d = await store.get(share.root_id)
+    await restore_unlinked(store, f.fileid, pack_unlinked(share.root_id, b"f", when))
+    assert (await store.get(g.fileid)) is not None  # created again: a new file id, kept
+    assert (await store.get(share.root_id)).ctime == d.ctime
 
 
 @pytest_twisted.ensureDeferred
