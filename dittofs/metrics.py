@@ -70,6 +70,7 @@ class TimedMetadataStore:
     def __init__(self, store: Any, histogram: Any = None) -> None:
         self._store = store
         self.name = store.name
+        self.lazy_commits = store.lazy_commits
         self._read = histogram.labels(store.name, "read") if histogram is not None else None
         self._write = histogram.labels(store.name, "write") if histogram is not None else None
 

@@ -30,6 +30,11 @@ class ITransaction(Interface):
     def new_fileid():
         """Allocate a file id never used before in this store."""
 
+    def claim_fileid(fileid):
+        """If ``new_fileid`` never returned ``fileid`` (nor a later id), mark it and every
+        id below it used and return True; else return False.  WAL replay re-creates a
+        file the store lost only when this is True."""
+
     def lookup(dir_id, name):
         """Return the fileid that ``name`` (bytes) names in ``dir_id``, or None."""
 
@@ -82,6 +87,11 @@ class IMetadataStore(Interface):
     """A named metadata backend, shared by the shares that name it."""
 
     name = Attribute("The store's configured name.")
+    lazy_commits = Attribute(
+        "True if a write with ``durable`` False skips an fsync that a later durable "
+        "transaction or ``sync`` makes up (so a crash of the machine can lose it, and every "
+        "transaction after it); False if every commit is durable, or none survives a "
+        "restart (memory).")
 
     def transact(fn, write=True, durable=True):
         """Run ``fn(txn)`` with an ITransaction; return a Deferred firing with its result.

@@ -8,7 +8,6 @@ carry the pre-operation attributes (``WccAttr``) protocols need for caching.
 from __future__ import annotations
 
 import stat
-import struct
 import time
 from typing import Any, NamedTuple, Protocol
 
@@ -70,62 +69,6 @@ class Created(NamedTuple):
 
 def _now() -> int:
     return time.time_ns()
-
-
-#: What commit_write changes, as a payload flush logs it: size, mtime, ctime, mode.
-_WRITTEN = struct.Struct(">QqqI")
-
-
-def pack_written(rec: FileRecord) -> bytes:
-    """The attributes unstable writes change, for the WAL (see restore_written)."""
-    return _WRITTEN.pack(rec.size, rec.mtime, rec.ctime, rec.mode)
-
-
-async def restore_written(store: Any, fileid: int, attrs: bytes) -> None:
-    """WAL replay: put back attributes logged by a flush unless the file changed since
-    (a later ctime: a truncate, chmod or write the store kept).  Not synced: the WAL
-    keeps the record until a metadata sync covers this too."""
-    size, mtime, ctime, mode = _WRITTEN.unpack(attrs)
-
-    def fn(txn: Any) -> None:
-        rec = txn.get(fileid)
-        if rec is None or rec.ftype != FileType.REG or rec.ctime >= ctime:
-            return
-        txn.put(rec._replace(size=size, mtime=mtime, ctime=ctime, mode=mode))
-        if size != rec.size:
-            txn.add_usage(0, size - rec.size)
-    await store.transact(fn, durable=False)
-
-
-#: An unlink as a payload delete logs it: the directory, the time; the name follows.
-_UNLINKED = struct.Struct(">Qq")
-
-
-def pack_unlinked(dir_id: int, name: bytes, when: int) -> bytes:
-    """The namespace change of a remove that freed a file, for the WAL (restore_unlinked)."""
-    return _UNLINKED.pack(dir_id, when) + name
-
-
-async def restore_unlinked(store: Any, fileid: int, unlinked: bytes) -> None:
-    """WAL replay: redo the remove of file ``fileid`` that ``unlinked`` describes if the
-    store lost it, i.e. if the name still names that file (file ids are never reused, so
-    a name that is gone or names another file means the store kept the remove, or kept
-    it and later changes).  The directory's times go forward only.  Not synced: the WAL
-    keeps the record until a metadata sync covers this too."""
-    dir_id, when = _UNLINKED.unpack_from(unlinked)
-    name = bytes(unlinked[_UNLINKED.size:])
-
-    def fn(txn: Any) -> None:
-        if txn.lookup(dir_id, name) != fileid:
-            return
-        d, victim = txn.get(dir_id), txn.get(fileid)
-        if d is None or victim is None:
-            return
-        txn.remove_entry(dir_id, name)
-        if d.ctime < when:
-            txn.put(d._replace(mtime=when, ctime=when))
-        MetadataService._drop_link(txn, victim, when)
-    await store.transact(fn, durable=False)
 
 
 def check_name(name: bytes) -> None:
@@ -369,12 +312,15 @@ class MetadataService:
     async def create(self, share: ShareLike, ident: Identity, dir_id: int, name: bytes,
                      ftype: int, attrs: SetAttrs = SetAttrs(), exclusive: bool = False,
                      verifier: bytes | None = None, target: bytes = b"",
-                     rdev: tuple[int, int] = (0, 0), unchecked: bool = False) -> Created:
+                     rdev: tuple[int, int] = (0, 0), unchecked: bool = False,
+                     durable: bool | None = None) -> Created:
         """Create ``name`` in ``dir_id``.
 
         ``unchecked`` (regular files only) opens an existing regular file instead of
         failing, applying ``attrs`` to it.  With ``verifier`` (exclusive create) an
         existing file carrying the same verifier is a retransmission and succeeds.
+        ``durable`` False: committed without an fsync (the caller makes it durable, see
+        Share.finish_create); by default, as the share's tier says.
         """
         self._writable(share)
         check_new_name(name)
@@ -433,7 +379,8 @@ class MetadataService:
             txn.put(d)
             txn.add_usage(1, size)
             return Created(pre, d, rec)
-        made = await share.store.transact(fn, durable=share.synchronous)
+        made = await share.store.transact(
+            fn, durable=share.synchronous if durable is None else durable)
         if self.listeners and not made.existed:
             self._changed(share, dir_id, ADDED, name)
         return made

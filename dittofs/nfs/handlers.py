@@ -319,8 +319,11 @@ class NfsHandlers:
         try:
             share, fid = self.resolve(where.dir, ctx, write=True)
             attrs = to_setattrs(sattr) if sattr is not None else SetAttrs()
+            logged = share.logs_creates(ftype)
             made = await self.md.create(share, self.identity(share, ctx), fid, where.name,
-                                        ftype, attrs, **kw)
+                                        ftype, attrs, durable=False if logged else None, **kw)
+            if logged:
+                await share.finish_create(fid, where.name, made)
             if made.truncated_from is not None:
                 await share.payload.truncate(share.content_id(made.file.fileid), made.file.size,
                                              share.synchronous)

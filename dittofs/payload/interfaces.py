@@ -37,6 +37,11 @@ class IPayloadService(Interface):
         hold it (handed back at replay, see ``restore_attrs``).  Fires True if it was,
         False if the caller must make its metadata durable itself."""
 
+    def log_create(content_id, created):
+        """Fire True once ``created`` (bytes, opaque here: a file's creation, committed to
+        the metadata store without an fsync) is durable in a synced WAL record, handed
+        back at replay (see ``restore_create``); False if there is no WAL to hold it."""
+
     def delete(content_id, sync=True, unlinked=None):
         """Forget all content of ``content_id``; unreferenced blocks are collected.  With
         ``sync`` the change is durable when this fires, and True: committed with an fsync

@@ -39,12 +39,13 @@ class CachedPayloadService:
                  wal: W.Wal | None = None, cache_bytes: int = DEFAULT_CACHE_BYTES,
                  concurrency: int = 4, wal_sync_ms: int = 200, reactor: Any = None,
                  owner_exists: Any = None, restore_attrs: Any = None,
-                 restore_unlink: Any = None) -> None:
+                 restore_unlink: Any = None, restore_create: Any = None) -> None:
         """``owner_exists(content_id)``: fires True or False as the file owning a content
         id exists or not, None where it cannot tell; WAL replay uses it (see start).
         ``restore_attrs(content_id, attrs)``: WAL replay hands it the metadata a flush
         logged for a file that exists (see flush); ``restore_unlink(content_id,
-        unlinked)``, the namespace change a delete logged (see delete)."""
+        unlinked)``, the namespace change a delete logged (see delete);
+        ``restore_create(content_id, created)``, a creation (see log_create)."""
         if reactor is None:
             from twisted.internet import reactor as default_reactor
             reactor = default_reactor
@@ -54,6 +55,7 @@ class CachedPayloadService:
         self.owner_exists = owner_exists
         self.restore_attrs = restore_attrs
         self.restore_unlink = restore_unlink
+        self.restore_create = restore_create
         self.reactor = reactor
         self.cache = Cache(cache_bytes)
         self.dirty_cap = max(cache_bytes * 3 // 4, 2 * BLOCK_SIZE)
@@ -87,13 +89,19 @@ class CachedPayloadService:
         dropped once.  File ids are never reused, so a content id names one file for ever.
         The metadata a flush logged goes to ``restore_attrs``, and the unlink a delete
         logged to ``restore_unlink``, in order with the rest, for files that exist; after
-        an unlink the file is asked about again."""
+        an unlink the file is asked about again.  A creation, a file's first record, goes
+        to ``restore_create`` before the file is asked about."""
         n = 0
         if self.wal is not None:
             alive: dict[str, bool | None] = {}
             for rec in self.wal.replay():
                 n += 1
                 cid = rec.content_id
+                if rec.op == W.OP_CREATE:
+                    if self.restore_create is not None:
+                        await self.restore_create(cid, bytes(rec.data))
+                    alive.pop(cid, None)
+                    continue
                 if cid not in alive:
                     alive[cid] = (None if self.owner_exists is None
                                   else await self.owner_exists(cid))
@@ -359,6 +367,16 @@ class CachedPayloadService:
             self.wal.append(W.OP_DELETE, content_id, 0, b"", False)
         await self.transfer.drop_from(content_id, 0, durable=sync, covered=sync)
         return sync
+
+    async def log_create(self, content_id: str, created: bytes) -> bool:
+        """Make a file's creation durable in the WAL (a synced record, replayed through
+        ``restore_create``); False without a WAL: the caller syncs its metadata itself.
+        The creation must be committed to the store first (a segment is trimmed only
+        after a metadata sync, which then covers it)."""
+        if self.wal is None:
+            return False
+        await self.wal.append(W.OP_CREATE, content_id, 0, created, sync=True)[1]
+        return True
 
     async def flush(self, content_id: str, remote: bool = False,
                     attrs: bytes | None = None) -> bool:

@@ -42,6 +42,8 @@ from dittofs.threads import BatchWorker
 OP_WRITE, OP_TRUNCATE, OP_DELETE = 1, 2, 3
 #: A file's metadata as of a flush, opaque to the WAL (see CachedPayloadService.flush).
 OP_ATTRS = 4
+#: A file's creation, opaque to the WAL (see CachedPayloadService.log_create).
+OP_CREATE = 5
 _HDR = struct.Struct(">IIBHQ")
 _TAIL = struct.Struct(">BHQ")
 SEGMENT_BYTES = 64 * 1024 * 1024

@@ -147,7 +147,12 @@ class StoreRegistry:
         counts live in the metadata store, so each pair is its own dedup domain."""
         from dittofs.payload.service import CachedPayloadService
         from dittofs.payload.wal import Wal
-        from dittofs.runtime.shares import attrs_restorer, owner_exists, unlink_restorer
+        from dittofs.runtime.shares import (
+            attrs_restorer,
+            create_restorer,
+            owner_exists,
+            unlink_restorer,
+        )
 
         key = (block_store, metadata_store)
         if key not in self.payload:
@@ -168,7 +173,8 @@ class StoreRegistry:
                 concurrency=int(cfg.options.get("uploads", 4)),
                 wal_sync_ms=int(cfg.options.get("wal_sync_ms", 200)),
                 owner_exists=owner_exists(objects), restore_attrs=attrs_restorer(objects),
-                restore_unlink=unlink_restorer(objects))
+                restore_unlink=unlink_restorer(objects),
+                restore_create=create_restorer(objects))
         return self.payload[key]
 
     async def start(self) -> None:

@@ -9,12 +9,15 @@ from typing import Any
 from twisted.internet import defer
 
 from dittofs.metadata.permissions import squash
-from dittofs.metadata.service import (
+from dittofs.metadata.redo import (
+    pack_created,
     pack_unlinked,
     pack_written,
+    restore_created,
     restore_unlinked,
     restore_written,
 )
+from dittofs.metadata.service import Created
 from dittofs.metadata.types import FileType, Identity
 
 LEVEL_ORDER = {"none": 0, "read": 1, "read-write": 2, "admin": 3}
@@ -55,6 +58,16 @@ def attrs_restorer(store: Any) -> Any:
         fileid = owned_fileid(store.name, cid)
         if fileid is not None:
             await restore_written(store, fileid, attrs)
+    return restore
+
+
+def create_restorer(store: Any) -> Any:
+    """For the payload service's WAL replay: create a file of ``store`` again if the store
+    lost its creation (see Share.finish_create)."""
+    async def restore(cid: str, created: bytes) -> None:
+        fileid = owned_fileid(store.name, cid)
+        if fileid is not None:
+            await restore_created(store, fileid, created)
     return restore
 
 
@@ -143,6 +156,24 @@ class Share:
             await self.store.sync()
         finally:
             await flushed
+
+    def logs_creates(self, ftype: int) -> bool:
+        """Whether creating a file of ``ftype`` here is made durable through the WAL (see
+        finish_create) rather than by the metadata store's own fsync: regular files in
+        the local tier, on a store whose non-durable commits skip an fsync."""
+        return (ftype == FileType.REG and self.durability == "local" and self._maps_here
+                and self.store.lazy_commits)
+
+    async def finish_create(self, dir_id: int, name: bytes, made: Created) -> None:
+        """After a create committed with ``durable=False`` (logs_creates): make it durable.
+        A new file's creation goes into the WAL, synced (a WAL fsync over laid-down
+        zeros instead of a metadata fsync and a hand-off to its writer); replay creates
+        it again if the store lost it.  Opening an existing file (UNCHECKED, or an
+        exclusive retransmission) may have changed it: the store is synced."""
+        if not made.existed and await self.payload.log_create(
+                self.content_id(made.file.fileid), pack_created(dir_id, name, made)):
+            return
+        await self.store.sync()
 
     @property
     def _maps_here(self) -> bool:

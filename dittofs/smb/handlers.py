@@ -287,8 +287,12 @@ class SmbHandlers(InfoHandlers):
             mode = 0o755 if want_dir else 0o644
             if req.file_attributes & FI.ATTR_READONLY:
                 mode &= ~0o222
-            made = await self.md.create(share, tree.ident, parent_id, encode_name(parts[-1]),
-                                        ftype, SetAttrs(mode=mode))
+            name = encode_name(parts[-1])
+            logged = share.logs_creates(ftype)
+            made = await self.md.create(share, tree.ident, parent_id, name, ftype,
+                                        SetAttrs(mode=mode), durable=False if logged else None)
+            if logged:
+                await share.finish_create(parent_id, name, made)
             rec = made.file
             action = CREATED
             maximal = self._maximal(tree, rec) | (FILE_ALL_ACCESS & ~WRITE_BITS if

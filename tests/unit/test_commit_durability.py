@@ -9,13 +9,13 @@ import pytest
 import pytest_twisted
 
 from dittofs.metadata import errors as E
-from dittofs.metadata.service import (
-    MetadataService,
+from dittofs.metadata.redo import (
     pack_unlinked,
     pack_written,
     restore_unlinked,
     restore_written,
 )
+from dittofs.metadata.service import MetadataService
 from dittofs.metadata.stores.lmdb import LmdbMetadataStore
 from dittofs.metadata.stores.memory import MemoryMetadataStore
 from dittofs.metadata.types import FileType, Identity, SetAttrs
@@ -33,6 +33,7 @@ from dittofs.runtime.shares import (
     Share,
     ShareTable,
     attrs_restorer,
+    create_restorer,
     owner_exists,
     unlink_restorer,
 )
@@ -56,7 +57,8 @@ async def serve(tmp_path, hash_pool):
     payload = CachedPayloadService("p", blocks, store, hash_pool, wal=W.Wal(tmp_path / "wal"),
                                    owner_exists=owner_exists(store),
                                    restore_attrs=attrs_restorer(store),
-                                   restore_unlink=unlink_restorer(store))
+                                   restore_unlink=unlink_restorer(store),
+                                   restore_create=create_restorer(store))
     await payload.start()
     md = MetadataService()
     share = Share("/s", 9, store, payload, durability="local")
@@ -311,3 +313,73 @@ async def test_flush_syncs_the_store_when_the_payload_keeps_its_maps_elsewhere(t
     assert syncs == [1]  # replay could not restore into this store: it is synced instead
     assert W.OP_ATTRS not in [r.op for r in p.wal.replay()]
     await p.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_created_file_survives_losing_the_unsynced_metadata(tmp_path, hash_pool):
+    h, root, share, md = await serve(tmp_path, hash_pool)
+    data = b"created" * 700
+    try:
+        await share.store.sync()
+        (tmp_path / "synced").mkdir()
+        share.store.env.copy(str(tmp_path / "synced"))  # the store as its last fsync left it
+        files_before = (await share.store.usage())[0]
+        fsyncs, real_finish = [], share.store.writer.finish
+        share.store.writer.finish = lambda: fsyncs.append(1) or real_finish()
+        st, made = await h.create(C.CreateArgs(DirOpArgs3(root, b"f"), (0, EMPTY_SATTR)), CTX)
+        assert st == NfsStat.NFS3_OK
+        await h.write(C.WriteArgs(made.obj, 0, len(data), StableHow.UNSTABLE, data), CTX)
+        assert (await h.commit(C.CommitArgs(made.obj, 0, 0), CTX))[0] == NfsStat.NFS3_OK
+        st, gone = await h.create(C.CreateArgs(DirOpArgs3(root, b"gone"), (0, EMPTY_SATTR)),
+                                  CTX)
+        await h.write(C.WriteArgs(gone.obj, 0, 5, StableHow.UNSTABLE, b"gone!"), CTX)
+        gone_id = (await md.lookup(share, ROOT, share.root_id, b"gone"))[0].fileid
+        assert (await h.remove(DirOpArgs3(root, b"gone"), CTX))[0] == NfsStat.NFS3_OK
+        assert fsyncs == []  # so the copy is what a power loss now would leave
+        f = (await md.lookup(share, ROOT, share.root_id, b"f"))[0]
+        d = await share.store.get(share.root_id)
+    finally:
+        power_off(share)
+    shutil.rmtree(tmp_path / "md")
+    (tmp_path / "synced").rename(tmp_path / "md")
+    lost = LmdbMetadataStore("m", tmp_path / "md")
+    assert await lost.get(f.fileid) is None  # the create never reached the store's disk
+    await lost.close()
+
+    h2, root2, share2, md2 = await serve(tmp_path, hash_pool)
+    try:
+        again = (await md2.lookup(share2, ROOT, share2.root_id, b"f"))[0]
+        assert (again.fileid, again.size, again.mode) == (f.fileid, len(data), f.mode)
+        assert await share2.payload.read_at(share2.content_id(f.fileid), 0, len(data)) == data
+        with pytest.raises(E.NotFound):  # created, then removed: both replayed
+            await md2.lookup(share2, ROOT, share2.root_id, b"gone")
+        assert await share2.store.get(gone_id) is None
+        assert (await share2.store.usage())[0] == files_before + 1
+        assert (await share2.store.get(share2.root_id)).ctime == d.ctime
+        new = (await md2.create(share2, ROOT, share2.root_id, b"new", FileType.REG)).file
+        assert new.fileid > gone_id  # replay claimed the ids it re-created or saw
+    finally:
+        await share2.payload.close()
+        await share2.store.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_replay_leaves_a_create_the_store_kept(tmp_path, hash_pool):
+    h, root, share, md = await serve(tmp_path, hash_pool)
+    try:
+        st, made = await h.create(C.CreateArgs(DirOpArgs3(root, b"f"), (0, EMPTY_SATTR)), CTX)
+        f = (await md.lookup(share, ROOT, share.root_id, b"f"))[0]
+        await md.rename(share, ROOT, share.root_id, b"f", share.root_id, b"g")  # synced
+        files = (await share.store.usage())[0]
+        assert W.OP_CREATE in [r.op for r in share.payload.wal.replay()]
+    finally:
+        power_off(share)
+    h2, root2, share2, md2 = await serve(tmp_path, hash_pool)
+    try:
+        with pytest.raises(E.NotFound):
+            await md2.lookup(share2, ROOT, share2.root_id, b"f")
+        assert (await md2.lookup(share2, ROOT, share2.root_id, b"g"))[0].fileid == f.fileid
+        assert (await share2.store.usage())[0] == files
+    finally:
+        await share2.payload.close()
+        await share2.store.close()

@@ -12,6 +12,7 @@ PKG = Path(__file__).resolve().parents[2] / "dittofs"
 PURE = ["rpc/xdr.py", "rpc/record.py", "rpc/message.py", "rpc/program.py", "nfs/const.py",
         "nfs/types.py", "nfs/codec.py", "nfs/handles.py", "metadata/types.py",
         "metadata/errors.py", "metadata/permissions.py", "metadata/service.py",
+        "metadata/redo.py",
         "metadata/interfaces.py", "config.py", "payload/cache.py", "smb/md4.py",
         "smb/ntlm_crypto.py", "smb/header.py", "smb/messages.py", "smb/spnego.py",
         "smb/ntlmssp.py", "smb/signing.py", "smb/fileinfo.py", "smb/srvsvc.py",

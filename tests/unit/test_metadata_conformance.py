@@ -244,6 +244,27 @@ async def test_many_concurrent_creates(backend):
 
 
 @pytest_twisted.ensureDeferred
+async def test_claim_fileid_marks_only_ids_never_issued(backend):
+    store = backend.make()
+    share = await share_on(store)
+    f = (await md.create(share, ALICE, share.root_id, b"f", FileType.REG)).file
+    assert await store.transact(lambda t: t.claim_fileid(f.fileid)) is False
+    assert await store.transact(lambda t: t.claim_fileid(f.fileid - 1)) is False
+    assert await store.transact(lambda t: t.claim_fileid(f.fileid + 10)) is True
+    assert await store.transact(lambda t: t.claim_fileid(f.fileid + 10)) is False
+    g = (await md.create(share, ALICE, share.root_id, b"g", FileType.REG)).file
+    assert g.fileid > f.fileid + 10  # a claimed id is never handed out
+
+    def claim_then_fail(t):
+        t.claim_fileid(g.fileid + 5)
+        raise RuntimeError("rolled back")
+    with pytest.raises(RuntimeError):
+        await store.transact(claim_then_fail)
+    h = (await md.create(share, ALICE, share.root_id, b"h", FileType.REG)).file
+    assert h.fileid > g.fileid
+
+
+@pytest_twisted.ensureDeferred
 async def test_persistent_stores_keep_everything_across_reopen(backend):
     if backend.kind == "memory":
         pytest.skip("the memory store is not persistent by design")

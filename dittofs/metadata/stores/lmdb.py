@@ -78,6 +78,14 @@ class _LmdbTransaction:
         self._w()
         return self._counter(b"next_fileid", 1)
 
+    def claim_fileid(self, fileid: int) -> bool:
+        self._w()
+        raw = self.t.get(b"next_fileid", db=self.s.meta)
+        if (_Q.unpack(raw)[0] if raw else 0) >= fileid:
+            return False
+        self.t.put(b"next_fileid", _Q.pack(fileid), db=self.s.meta)
+        return True
+
     def lookup(self, dir_id: int, name: bytes) -> int | None:
         raw = self.t.get(_Q.pack(dir_id) + name, db=self.s.entries)
         return None if raw is None else _QQ.unpack(raw)[1]
@@ -201,6 +209,8 @@ def _store_error(e: Exception, what: str = "") -> E.MetadataError:
 @implementer(IMetadataStore)
 class LmdbMetadataStore:
     """Metadata in one LMDB environment under ``path``."""
+
+    lazy_commits = True  # a non-durable commit is written, not synced (see _sync_env)
 
     def __init__(self, name: str, path: str | os.PathLike, map_size: int = DEFAULT_MAP_SIZE,
                  reactor: Any = None) -> None:

@@ -7,7 +7,6 @@ that raises is rolled back before the error is passed on.
 from __future__ import annotations
 
 import bisect
-import itertools
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -62,7 +61,16 @@ class _MemoryTransaction:
             self.undo.append(lambda: self.s._dirs.__setitem__(fileid, d))
 
     def new_fileid(self) -> int:
-        return next(self.s._ids)
+        self.s._last_id += 1
+        return self.s._last_id
+
+    def claim_fileid(self, fileid: int) -> bool:
+        if fileid <= self.s._last_id:
+            return False
+        last = self.s._last_id
+        self.s._last_id = fileid
+        self.undo.append(lambda: setattr(self.s, "_last_id", last))
+        return True
 
     def _dir(self, dir_id: int) -> _Dir:
         d = self.s._dirs.get(dir_id)
@@ -202,12 +210,14 @@ class _MemoryTransaction:
 class MemoryMetadataStore:
     """Everything in dicts; lost on restart."""
 
+    lazy_commits = False  # nothing survives a restart, so nothing is replayed into it
+
     def __init__(self, name: str = "memory") -> None:
         self.name = name
         self._files: dict[int, FileRecord] = {}
         self._dirs: dict[int, _Dir] = {}
         self._roots: dict[str, int] = {}
-        self._ids = itertools.count(1)
+        self._last_id = 0  # the last file id issued
         self._lock = threading.RLock()
         self._nfiles = 0
         self._nbytes = 0

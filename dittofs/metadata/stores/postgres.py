@@ -128,6 +128,15 @@ class _PgTransaction:
     def new_fileid(self) -> int:
         return self._x("SELECT nextval('fileids')").scalar_one()
 
+    def claim_fileid(self, fileid: int) -> bool:
+        # A sequence is not transactional: once raised it stays raised, which only means
+        # the id is never used, as after any failed create.
+        last, called = self._x("SELECT last_value, is_called FROM fileids").first()
+        if fileid <= (last if called else last - 1):
+            return False
+        self._x("SELECT setval('fileids', %s, true)", (fileid,))
+        return True
+
     def lookup(self, dir_id: int, name: bytes) -> int | None:
         return self._x("SELECT fileid FROM entries WHERE dir_id = %s AND name = %s",
                        (dir_id, name)).scalar_one_or_none()
@@ -216,6 +225,8 @@ RETRY_STATES = ("40001", "40P01")  # serialization_failure, deadlock_detected
 @implementer(IMetadataStore)
 class PostgresMetadataStore:
     """Metadata in PostgreSQL at ``url`` in schema ``schema``."""
+
+    lazy_commits = False  # every commit is durable
 
     def __init__(self, name: str, url: str, schema: str | None = None, pool_size: int = 4,
                  reactor: Any = None) -> None:
