@@ -4,7 +4,9 @@ local disk (the ceiling), mirroring scripts/nfsops.c for NFS.  One JSON object o
   bench_ops.py smb HOST PORT SHARE USER PASSWORD MODE ARGS...
   bench_ops.py local ROOT MODE ARGS...
 
-MODE: files DIR N | populate DIR N | list DIR | randio FILE SIZE OPS r|w SEED
+MODE: files DIR N [sync] | populate DIR N | list DIR | randio FILE SIZE OPS r|w SEED
+(files ... sync: each phase's time is printed as it ends, one JSON object a line, and the
+next phase waits for a line on stdin: the runner starts each phase of all clients at once.)
 Timing starts after connecting, so process start-up and session set-up are not counted.
 """
 
@@ -123,6 +125,16 @@ class Smb:
         return (lambda off: op.read(off, 4096), lambda off: op.write(PAGE, off))
 
 
+def phase_end(sync: bool, name: str, start: float, last: bool = False) -> float:
+    """files ... sync: report a phase, then wait for the runner's go (none after the last)."""
+    secs = time.perf_counter() - start
+    if sync:
+        print(json.dumps({name: secs}), flush=True)
+        if not last and not sys.stdin.readline():
+            raise SystemExit(f"phase {name}: the runner went away")
+    return secs
+
+
 def main(argv: list[str]) -> dict:
     if argv[0] == "smb":
         fs, rest = Smb(argv[1], int(argv[2]), argv[3], argv[4], argv[5]), argv[6:]
@@ -131,24 +143,28 @@ def main(argv: list[str]) -> dict:
     mode = rest[0]
     if mode in ("files", "populate"):
         d, n = rest[1], int(rest[2])
+        sync = rest[3:4] == ["sync"]
         fs.mkdir(d)
         names = [f"{d}/f{i:06d}" for i in range(n)]
         t0 = time.perf_counter()
         for name in names:
             fs.create(name, PAGE if mode == "files" else b"")
-        t1 = time.perf_counter()
         if mode == "populate":
-            return {"create": t1 - t0}
+            return {"create": time.perf_counter() - t0}
+        out = {"create": phase_end(sync, "create", t0)}
+        t0 = time.perf_counter()
         for name in names:
             assert fs.read(name) == PAGE
-        t2 = time.perf_counter()
+        out["read"] = phase_end(sync, "read", t0)
+        t0 = time.perf_counter()
         for name in names:
             assert fs.size(name) == 4096
-        t3 = time.perf_counter()
+        out["stat"] = phase_end(sync, "stat", t0)
+        t0 = time.perf_counter()
         for name in names:
             fs.remove(name)
-        t4 = time.perf_counter()
-        return {"create": t1 - t0, "read": t2 - t1, "stat": t3 - t2, "delete": t4 - t3}
+        out["delete"] = phase_end(sync, "delete", t0, last=True)
+        return {} if sync else out
     if mode == "list":
         t0 = time.perf_counter()
         n = fs.listdir(rest[1])
@@ -167,4 +183,6 @@ def main(argv: list[str]) -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(sys.argv[1:])))
+    result = main(sys.argv[1:])
+    if result:  # files ... sync printed its phases already
+        print(json.dumps(result))

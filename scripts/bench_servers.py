@@ -4,7 +4,9 @@ same clients, in one run; the local disk is the ceiling.  See ``scripts/bench se
 Every server runs as a foreground process this script starts on 127.0.0.1 high ports and
 stops by PID; their data, ours included, lives under one directory (a fresh ext4 image
 when one can be loop-mounted).  Runs are interleaved server by server; each row reports
-the median with min-max over the runs and the ratio ours/peer (>1: ours is faster).
+the median with min-max over the runs and the ratio ours/peer (>1: ours is faster).  In
+the small-file rows each phase (create+write, read, stat, delete) starts in all clients at
+once, after all have finished the one before.
 """
 
 from __future__ import annotations
@@ -316,6 +318,45 @@ def _parallel(cmds: list[list[str]], timeout: float = 900) -> list[dict]:
     return out
 
 
+def _phased(cmds: list[list[str]], phases: tuple[str, ...]) -> list[dict]:
+    """Run clients in ``files ... sync`` mode: every phase starts in all of them at once,
+    once all have finished the one before, so that each row measures that operation
+    from all clients together (with clients free-running, the slowest client's phase
+    overlaps the next phase of the others)."""
+    errs = [tempfile.TemporaryFile("w+") for _ in cmds]  # a pipe could fill up and block
+    procs = [subprocess.Popen(c, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=e,
+                              text=True) for c, e in zip(cmds, errs, strict=True)]
+    results: list[dict] = [{} for _ in procs]
+
+    def err(i: int) -> str:
+        errs[i].seek(0)
+        return errs[i].read().strip()[-800:]
+    try:
+        for k, phase in enumerate(phases):
+            for i, (p, r) in enumerate(zip(procs, results, strict=True)):
+                line = p.stdout.readline()
+                if not line:
+                    p.wait(60)
+                    raise RuntimeError(f"{' '.join(p.args[:3])}… failed in {phase}: {err(i)}")
+                r.update(json.loads(line))
+            if k < len(phases) - 1:
+                for p in procs:
+                    p.stdin.write("go\n")
+                    p.stdin.flush()
+        for i, p in enumerate(procs):
+            p.stdin.close()
+            if p.wait(60) != 0:
+                raise RuntimeError(f"{' '.join(p.args[:3])}… failed: {err(i)}")
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        for e in errs:
+            e.close()
+    return results
+
+
 class Runner:
     def __init__(self, sizes: Sizes, src: Path, work: Path, nfsops_bin: str) -> None:
         self.sizes = sizes
@@ -374,11 +415,13 @@ class Runner:
         out["seq write"], out["seq read"] = self.seq(server, proto, big)
         for clients in (1, 8):
             per = s.files // clients
-            res = _parallel([self.client(server, proto, "files",
-                                         self._path(server, proto, f"{tag}-files{clients}-{i}"),
-                                         str(per)) for i in range(clients)])
-            for phase, label in (("create", "create+write"), ("read", "read"),
-                                 ("stat", "stat"), ("delete", "delete")):
+            phases = (("create", "create+write"), ("read", "read"), ("stat", "stat"),
+                      ("delete", "delete"))
+            res = _phased([self.client(server, proto, "files",
+                                       self._path(server, proto, f"{tag}-files{clients}-{i}"),
+                                       str(per), "sync") for i in range(clients)],
+                          tuple(phase for phase, _ in phases))
+            for phase, label in phases:
                 out[f"4K files {label}, {clients} client{'s' if clients > 1 else ''}"] = (
                     per * clients / max(r[phase] for r in res))
         d = self._path(server, proto, f"{tag}-list")

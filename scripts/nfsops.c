@@ -1,7 +1,10 @@
 /* A libnfs client for scripts/bench: the same NFSv3 operations against any server, from one
  * process, timed here so that process start-up and mount are not counted.
  *
- *   nfsops URL files DIR N       create+write 4 KiB, read back, stat, delete N files
+ *   nfsops URL files DIR N [sync]  create+write 4 KiB, read back, stat, delete N files;
+ *                                with sync, print each phase's time as it ends (one JSON
+ *                                object a line) and wait for a line on stdin before the
+ *                                next: the runner starts each phase of all clients at once
  *   nfsops URL populate DIR N    create N empty files
  *   nfsops URL list DIR          read the whole directory (READDIRPLUS)
  *   nfsops URL randio FILE SIZE OPS r|w SEED   4 KiB pread/pwrite at random offsets
@@ -27,6 +30,21 @@ static void die(struct nfs_context *nfs, const char *what, const char *path) {
     exit(1);
 }
 
+/* files ... sync: report a phase, then wait for the runner's go (none after the last). */
+static double phase_end(int sync, const char *name, double start, int last) {
+    double secs = now() - start;
+    if (sync) {
+        char line[16];
+        printf("{\"%s\": %.6f}\n", name, secs);
+        fflush(stdout);
+        if (!last && fgets(line, sizeof line, stdin) == NULL) {
+            fprintf(stderr, "phase %s: the runner went away\n", name);
+            exit(1);
+        }
+    }
+    return secs;
+}
+
 int main(int argc, char **argv) {
     if (argc < 4) {
         fprintf(stderr, "usage: nfsops URL files|populate|list|randio ...\n");
@@ -43,6 +61,7 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "files") || !strcmp(mode, "populate")) {
         const char *dir = argv[3];
         int n = atoi(argv[4]);
+        int sync = argc > 5 && !strcmp(argv[5], "sync");
         nfs_mkdir(nfs, dir); /* may exist */
         double t0 = now();
         for (int i = 0; i < n; i++) {
@@ -53,11 +72,12 @@ int main(int argc, char **argv) {
                 die(nfs, "write", path);
             nfs_close(nfs, fh);
         }
-        double t1 = now();
         if (mode[0] == 'p') {
-            printf("{\"create\": %.6f}\n", t1 - t0);
+            printf("{\"create\": %.6f}\n", now() - t0);
             return 0;
         }
+        double created = phase_end(sync, "create", t0, 0);
+        double t1 = now();
         for (int i = 0; i < n; i++) {
             struct nfsfh *fh;
             snprintf(path, sizeof path, "%s/f%06d", dir, i);
@@ -65,6 +85,7 @@ int main(int argc, char **argv) {
             if (nfs_read(nfs, fh, sizeof buf, buf) != sizeof buf) die(nfs, "read", path);
             nfs_close(nfs, fh);
         }
+        double readback = phase_end(sync, "read", t1, 0);
         double t2 = now();
         for (int i = 0; i < n; i++) {
             struct nfs_stat_64 st;
@@ -72,14 +93,16 @@ int main(int argc, char **argv) {
             if (nfs_stat64(nfs, path, &st) != 0 || st.nfs_size != sizeof buf)
                 die(nfs, "stat", path);
         }
+        double statted = phase_end(sync, "stat", t2, 0);
         double t3 = now();
         for (int i = 0; i < n; i++) {
             snprintf(path, sizeof path, "%s/f%06d", dir, i);
             if (nfs_unlink(nfs, path) != 0) die(nfs, "unlink", path);
         }
-        double t4 = now();
-        printf("{\"create\": %.6f, \"read\": %.6f, \"stat\": %.6f, \"delete\": %.6f}\n",
-               t1 - t0, t2 - t1, t3 - t2, t4 - t3);
+        double deleted = phase_end(sync, "delete", t3, 1);
+        if (!sync)
+            printf("{\"create\": %.6f, \"read\": %.6f, \"stat\": %.6f, \"delete\": %.6f}\n",
+                   created, readback, statted, deleted);
     } else if (!strcmp(mode, "list")) {
         struct nfsdir *d;
         double t0 = now();
