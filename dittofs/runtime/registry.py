@@ -145,14 +145,10 @@ class StoreRegistry:
     def payload_service(self, block_store: str, metadata_store: str) -> Any:
         """The content path for shares on this pair of stores.  Block maps and reference
         counts live in the metadata store, so each pair is its own dedup domain."""
+        from dittofs.metadata.redo import restore_created, restore_unlinked, restore_written
         from dittofs.payload.service import CachedPayloadService
         from dittofs.payload.wal import Wal
-        from dittofs.runtime.shares import (
-            attrs_restorer,
-            create_restorer,
-            owner_exists,
-            unlink_restorer,
-        )
+        from dittofs.runtime.shares import owner_exists, redo_hook
 
         key = (block_store, metadata_store)
         if key not in self.payload:
@@ -172,9 +168,10 @@ class StoreRegistry:
                 cache_bytes=int(cfg.options.get("cache_bytes", 512 * 1024 * 1024)),
                 concurrency=int(cfg.options.get("uploads", 4)),
                 wal_sync_ms=int(cfg.options.get("wal_sync_ms", 200)),
-                owner_exists=owner_exists(objects), restore_attrs=attrs_restorer(objects),
-                restore_unlink=unlink_restorer(objects),
-                restore_create=create_restorer(objects))
+                owner_exists=owner_exists(objects),
+                restore_attrs=redo_hook(objects, restore_written),
+                restore_unlink=redo_hook(objects, restore_unlinked),
+                restore_create=redo_hook(objects, restore_created))
         return self.payload[key]
 
     async def start(self) -> None:

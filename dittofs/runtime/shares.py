@@ -9,14 +9,7 @@ from typing import Any
 from twisted.internet import defer
 
 from dittofs.metadata.permissions import squash
-from dittofs.metadata.redo import (
-    pack_created,
-    pack_unlinked,
-    pack_written,
-    restore_created,
-    restore_unlinked,
-    restore_written,
-)
+from dittofs.metadata.redo import pack_created, pack_unlinked, pack_written
 from dittofs.metadata.service import Created
 from dittofs.metadata.types import FileType, Identity
 
@@ -51,33 +44,15 @@ def owner_exists(store: Any) -> Any:
     return exists
 
 
-def attrs_restorer(store: Any) -> Any:
-    """For the payload service's WAL replay: put back the size, times and mode a flush
-    logged for a file of ``store`` (see Share.flush)."""
-    async def restore(cid: str, attrs: bytes) -> None:
+def redo_hook(store: Any, redo: Any) -> Any:
+    """For the payload service's WAL replay: hand a record logged for a file of ``store``
+    (written attributes, a creation, an unlink) to ``redo(store, fileid, data)``, one of
+    metadata.redo's restore_* functions, which redoes the change if the store lost it;
+    records of other stores' files are not this store's to redo."""
+    async def restore(cid: str, data: bytes) -> None:
         fileid = owned_fileid(store.name, cid)
         if fileid is not None:
-            await restore_written(store, fileid, attrs)
-    return restore
-
-
-def create_restorer(store: Any) -> Any:
-    """For the payload service's WAL replay: create a file of ``store`` again if the store
-    lost its creation (see Share.finish_create)."""
-    async def restore(cid: str, created: bytes) -> None:
-        fileid = owned_fileid(store.name, cid)
-        if fileid is not None:
-            await restore_created(store, fileid, created)
-    return restore
-
-
-def unlink_restorer(store: Any) -> Any:
-    """For the payload service's WAL replay: redo the remove a delete logged for a file of
-    ``store`` if the store lost it (see Share.finish_unlink)."""
-    async def restore(cid: str, unlinked: bytes) -> None:
-        fileid = owned_fileid(store.name, cid)
-        if fileid is not None:
-            await restore_unlinked(store, fileid, unlinked)
+            await redo(store, fileid, data)
     return restore
 
 

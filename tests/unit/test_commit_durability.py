@@ -12,6 +12,7 @@ from dittofs.metadata import errors as E
 from dittofs.metadata.redo import (
     pack_unlinked,
     pack_written,
+    restore_created,
     restore_unlinked,
     restore_written,
 )
@@ -29,14 +30,7 @@ from dittofs.payload.blockstores.fs import FsBlockStore
 from dittofs.payload.service import CachedPayloadService
 from dittofs.rpc.message import AuthUnix, RpcCall
 from dittofs.rpc.program import CallContext
-from dittofs.runtime.shares import (
-    Share,
-    ShareTable,
-    attrs_restorer,
-    create_restorer,
-    owner_exists,
-    unlink_restorer,
-)
+from dittofs.runtime.shares import Share, ShareTable, owner_exists, redo_hook
 from dittofs.threads import LazyPool
 
 CTX = CallContext(RpcCall(1, 100003, 3, 1, 1, AuthUnix(0, b"h", 0, 0, ()), 0),
@@ -56,9 +50,9 @@ async def serve(tmp_path, hash_pool):
     blocks = FsBlockStore("b", tmp_path / "blocks")
     payload = CachedPayloadService("p", blocks, store, hash_pool, wal=W.Wal(tmp_path / "wal"),
                                    owner_exists=owner_exists(store),
-                                   restore_attrs=attrs_restorer(store),
-                                   restore_unlink=unlink_restorer(store),
-                                   restore_create=create_restorer(store))
+                                   restore_attrs=redo_hook(store, restore_written),
+                                   restore_unlink=redo_hook(store, restore_unlinked),
+                                   restore_create=redo_hook(store, restore_created))
     await payload.start()
     md = MetadataService()
     share = Share("/s", 9, store, payload, durability="local")
@@ -300,7 +294,8 @@ async def test_flush_syncs_the_store_when_the_payload_keeps_its_maps_elsewhere(t
     from dittofs.payload.blockstores.memory import MemoryBlockStore
     store, other = MemoryMetadataStore("m"), MemoryMetadataStore("o")
     p = CachedPayloadService("p", MemoryBlockStore(), other, hash_pool,
-                             wal=W.Wal(tmp_path / "wal"), restore_attrs=attrs_restorer(other))
+                             wal=W.Wal(tmp_path / "wal"),
+                             restore_attrs=redo_hook(other, restore_written))
     await p.start()
     md = MetadataService()
     share = Share("/s", 9, store, p, durability="local")
