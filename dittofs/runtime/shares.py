@@ -119,7 +119,7 @@ class Share:
         cid = self.content_id(fileid)
         if self.durability == "local":
             attrs = None
-            if self._maps_here:  # replay restores into the store that lost them
+            if self._redo_in_wal:
                 rec = await self.store.get(fileid)
                 attrs = None if rec is None else pack_written(rec)
             if await self.payload.flush(cid, False, attrs):
@@ -136,8 +136,7 @@ class Share:
         """Whether creating a file of ``ftype`` here is made durable through the WAL (see
         finish_create) rather than by the metadata store's own fsync: regular files in
         the local tier, on a store whose non-durable commits skip an fsync."""
-        return (ftype == FileType.REG and self.durability == "local" and self._maps_here
-                and self.store.lazy_commits)
+        return ftype == FileType.REG and self._redo_in_wal
 
     async def finish_create(self, dir_id: int, name: bytes, made: Created) -> None:
         """After a create committed with ``durable=False`` (logs_creates): make it durable.
@@ -149,6 +148,16 @@ class Share:
                 self.content_id(made.file.fileid), pack_created(dir_id, name, made)):
             return
         await self.store.sync()
+
+    @property
+    def _redo_in_wal(self) -> bool:
+        """Whether a metadata change committed here without an fsync is made durable by a
+        record in the payload's WAL instead (written attributes, a creation, an unlink):
+        the local tier, a payload that keeps its block maps in this store (its replay
+        restores into it and its syncs cover it), and a store whose non-durable commits
+        skip an fsync (not PostgreSQL, whose commits are all durable, nor the memory
+        store, which nothing is replayed into)."""
+        return self.durability == "local" and self._maps_here and self.store.lazy_commits
 
     @property
     def _maps_here(self) -> bool:
@@ -174,7 +183,7 @@ class Share:
         another fsync whenever other requests committed in between)."""
         if freed is not None and freed.ftype == FileType.REG:
             unlinked = None
-            if name is not None and self.durability == "local" and self._maps_here:
+            if name is not None and self._redo_in_wal:
                 unlinked = pack_unlinked(dir_id, name, freed.ctime)  # ctime: the unlink's
             synced = await self.payload.delete(self.content_id(freed.fileid),
                                                self.synchronous, unlinked)

@@ -378,3 +378,25 @@ async def test_replay_leaves_a_create_the_store_kept(tmp_path, hash_pool):
     finally:
         await share2.payload.close()
         await share2.store.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_store_whose_commits_are_all_durable_logs_no_metadata_in_the_wal(tmp_path,
+                                                                               hash_pool):
+    from dittofs.payload.blockstores.memory import MemoryBlockStore
+    store = MemoryMetadataStore("m")  # lazy_commits False, as PostgreSQL's
+    p = CachedPayloadService("p", MemoryBlockStore(), store, hash_pool,
+                             wal=W.Wal(tmp_path / "wal"))
+    await p.start()
+    md = MetadataService()
+    share = Share("/s", 9, store, p, durability="local")
+    share.root_id = await md.ensure_root(share, 0, 0, 0o777)
+    assert not share.logs_creates(FileType.REG)
+    f = (await md.create(share, ROOT, share.root_id, b"f", FileType.REG, SetAttrs())).file
+    await p.write_at(share.content_id(f.fileid), 0, b"abc", sync=False)
+    await share.flush(f.fileid)
+    gone = await md.remove(share, ROOT, share.root_id, b"f", False, durable=False)
+    await share.finish_unlink(gone.victim, share.root_id, b"f")
+    logged = [(r.op, bytes(r.data)) for r in p.wal.replay() if r.op != W.OP_WRITE]
+    assert logged == [(W.OP_DELETE, b"")]  # no attributes, no unlink: the store keeps them
+    await p.close()
