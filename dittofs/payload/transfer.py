@@ -210,8 +210,11 @@ class TransferManager:
             if b.dropped:
                 return
             version = b.version
-            buf = b.buf  # a snapshot: later writes change a bytearray in place
-            data = bytes(buf) if type(buf) is bytearray else buf
+            # Not copied: a bytearray is marked shared, so a later write or truncate
+            # replaces it instead of changing what is being hashed and stored.
+            data = b.buf
+            if type(data) is bytearray:
+                b.shared = True
             digest = await self._hash(data)
             lock = await self.digest_locks.acquire(digest)
             try:

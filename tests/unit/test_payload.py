@@ -202,6 +202,36 @@ async def test_whole_blocks_of_immutable_bytes_are_kept_without_a_copy(hash_pool
 
 
 @pytest_twisted.ensureDeferred
+async def test_an_upload_is_handed_the_blocks_buffer_and_later_changes_copy_it(hash_pool):
+    p = make(hash_pool, store=GatedStore())
+    await p.start()
+    p.store.open = False  # the upload holds what it was handed until the test releases it
+    first = os.urandom(BLOCK_SIZE)
+    for off in range(0, BLOCK_SIZE, MB):  # a sequential writer fills the block: upload
+        await p.write_at("f", off, first[off:off + MB])
+    b = p.cache.get("f", 0)
+    await _settle()
+    [(_, key, handed)] = p.store.waiting
+    assert handed is b.buf and type(handed) is bytearray  # no snapshot copy
+    await p.write_at("f", 10, b"PATCH")  # copy on write: the upload's bytes never change
+    await p.truncate("f", BLOCK_SIZE - 100)
+    assert bytes(handed) == first and handed is not b.buf
+    assert key.split("/")[1] == sha(first)
+    expect = first[:10] + b"PATCH" + first[15:BLOCK_SIZE - 100]
+    assert await p.read_at("f", 0, BLOCK_SIZE) == expect + bytes(100)
+    p.store.release()  # stores what it was handed, as it is now
+    assert p.store.blobs[key] == first
+    await p.flush("f", remote=True)
+    assert sha(expect) in {k.split("/")[1] for k in p.store.blobs}
+    b = p.cache.get("f", 0)  # uploaded again: handed out again, and a truncate copies
+    assert b.shared
+    handed = b.buf
+    await p.truncate("f", 20)
+    assert bytes(handed) == expect and await p.read_at("f", 0, 30) == expect[:20] + bytes(10)
+    await p.close()
+
+
+@pytest_twisted.ensureDeferred
 async def test_dedup_refcounts_and_gc(hash_pool):
     p = make(hash_pool)
     await p.start()
