@@ -297,10 +297,13 @@ class NfsHandlers:
             await self.md.prepare_write(share, self.identity(share, ctx), fid)
             cid = share.content_id(fid)
             stable = a.stable != StableHow.UNSTABLE
-            # UNSTABLE: acknowledged once in the WAL and the cache (a process crash loses
-            # nothing; a machine crash changes the verifier, so the client writes again).
+            # UNSTABLE: acknowledged once in the cache, its WAL record queued; a COMMIT
+            # waits for that record (and fails if it could not be written), and a restart
+            # changes the verifier, so the client writes again what it did not commit.
+            # A writeback share's COMMIT returns at once: its writes wait for the WAL.
             sync = stable and share.synchronous
-            await share.payload.write_at(cid, a.offset, data[:count], sync)
+            await share.payload.write_at(cid, a.offset, data[:count], sync,
+                                         unstable=not stable and share.synchronous)
             if sync and share.durability == "remote":
                 await share.payload.flush(cid, True)
             pre, post = await self.md.commit_write(share, fid, a.offset + count, durable=sync)

@@ -22,10 +22,14 @@ class IPayloadService(Interface):
         """Fire with exactly ``count`` bytes from ``offset`` (zeros past what was written);
         the caller clamps ``count`` to the file size."""
 
-    def write_at(content_id, offset, data, sync=True):
+    def write_at(content_id, offset, data, sync=True, unstable=False):
         """Store ``data`` (bytes-like) at ``offset``; fire once acknowledged.  A whole block
         of an immutable buffer (``bytes``, or a view of it) may be kept by the cache as it
-        is; a mutable one is copied, and must not change until the write fires."""
+        is; a mutable one is copied, and must not change until the write fires.
+        ``unstable`` (not with ``sync``): the client keeps the bytes until a flush of the
+        file succeeds and writes them again after a restart (NFS UNSTABLE): it may fire
+        once they are in the cache, before their WAL record is written; the next flush
+        waits for that record and fails if it could not be written."""
 
     def truncate(content_id, size, sync=True):
         """Discard content at and beyond ``size``."""

@@ -12,6 +12,7 @@ from typing import Any
 
 from twisted.internet import defer, task
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from dittofs import tracing
@@ -24,6 +25,9 @@ log = Logger(namespace="dittofs.payload")
 
 DEFAULT_CACHE_BYTES = 512 * 1024 * 1024
 IDLE_TICK = 0.5
+#: Unstable writes (see write_at) go on without waiting for their WAL records while less
+#: than this is queued for the WAL writer; beyond it they wait, as other writes do.
+MAX_UNWRITTEN = 64 * 1024 * 1024
 
 
 def _view(buf: Any, start: int, n: int) -> Any:
@@ -74,6 +78,8 @@ class CachedPayloadService:
         self.wal_sync_s = wal_sync_ms / 1000
         self._synced_bytes = 0
         self._syncing = False
+        self._unwritten = 0  # bytes of unstable writes whose WAL record is not written yet
+        self._lost: dict[str, Failure] = {}  # content id -> why such a record failed
         self.started = False
 
     # -- lifecycle ------------------------------------------------------------
@@ -243,11 +249,13 @@ class CachedPayloadService:
             pos += n
             i += n
 
-    async def write_at(self, content_id: str, offset: int, data: Any, sync: bool = True) -> None:
+    async def write_at(self, content_id: str, offset: int, data: Any, sync: bool = True,
+                       unstable: bool = False) -> None:
         with tracing.span("cache.write", **{"dittofs.bytes": len(data)}):
-            await self._write_at(content_id, offset, data, sync)
+            await self._write_at(content_id, offset, data, sync, unstable)
 
-    async def _write_at(self, content_id: str, offset: int, data: Any, sync: bool) -> None:
+    async def _write_at(self, content_id: str, offset: int, data: Any, sync: bool,
+                        unstable: bool = False) -> None:
         while self.cache.dirty_bytes() >= self.dirty_cap:
             for b in list(self.cache.dirty.values()):
                 self.transfer.schedule(b)
@@ -265,8 +273,32 @@ class CachedPayloadService:
             if sync:
                 with tracing.span("wal.fsync"):
                     await durable
+            elif unstable and not durable.called and self._unwritten < MAX_UNWRITTEN:
+                # The caller's client keeps the bytes until a flush succeeds and resends
+                # them if the process restarts (NFS UNSTABLE: the write verifier changes):
+                # answered from the cache, not after the writer thread, which cannot start
+                # on the record while this thread holds the GIL copying it into the cache.
+                # The next flush of the file waits for the record and reports its failure.
+                n = len(data)
+                self._unwritten += n
+                durable.addBoth(self._unstable_written, content_id, n)
             else:
                 await durable
+
+    def _unstable_written(self, result: Any, content_id: str, n: int) -> None:
+        self._unwritten -= n
+        if isinstance(result, Failure):
+            if content_id not in self._lost:
+                log.warn("an unstable write of {cid} is not in the WAL ({err}): the next "
+                         "flush of the file fails", cid=content_id, err=result.value)
+            self._lost.setdefault(content_id, result)
+
+    def _raise_lost(self, content_id: str) -> None:
+        """Report, once, an unstable write of the file whose WAL record failed: the bytes
+        are in the cache but not durable, so the flush that would promise it fails."""
+        failure = self._lost.pop(content_id, None)
+        if failure is not None:
+            failure.raiseException()
 
     async def read_at(self, content_id: str, offset: int, count: int) -> bytes:
         idx, start = divmod(offset, BLOCK_SIZE)
@@ -350,6 +382,7 @@ class CachedPayloadService:
 
     async def delete(self, content_id: str, sync: bool = True,
                      unlinked: bytes | None = None) -> bool:
+        self._lost.pop(content_id, None)
         if sync and unlinked is not None and self.wal is not None:
             # The WAL record carries the unlink and is synced: it stands for the namespace
             # change and for the block-map drop, both committed before it without an fsync
@@ -392,12 +425,14 @@ class CachedPayloadService:
         if self.wal is None:
             return False
         if attrs is None:
-            await self.wal.sync()
+            await self.wal.sync()  # after every record queued before it
+            self._raise_lost(content_id)
             return False
         # One fsync for the content and the metadata: the record goes after every write
         # to the file, and the segment holding it is trimmed only after a metadata sync
         # (_sync_round), which covers the commit these attributes came from.
         await self.wal.append(W.OP_ATTRS, content_id, 0, attrs, sync=True)[1]
+        self._raise_lost(content_id)
         return True
 
     # -- statistics -------------------------------------------------------------

@@ -32,6 +32,7 @@ from dittofs.rpc.message import AuthUnix, RpcCall
 from dittofs.rpc.program import CallContext
 from dittofs.runtime.shares import Share, ShareTable, owner_exists, redo_hook
 from dittofs.threads import LazyPool
+from tests.support.wal import gate_wal_writer
 
 CTX = CallContext(RpcCall(1, 100003, 3, 1, 1, AuthUnix(0, b"h", 0, 0, ()), 0),
                   ("127.0.0.1", 800), 1)
@@ -400,3 +401,31 @@ async def test_a_store_whose_commits_are_all_durable_logs_no_metadata_in_the_wal
     logged = [(r.op, bytes(r.data)) for r in p.wal.replay() if r.op != W.OP_WRITE]
     assert logged == [(W.OP_DELETE, b"")]  # no attributes, no unlink: the store keeps them
     await p.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_unstable_write_whose_wal_record_fails_is_reported_by_commit(tmp_path,
+                                                                             hash_pool):
+    """An UNSTABLE WRITE is answered before its WAL record is written; if the record then
+    fails, the COMMIT that would promise the bytes fails instead (once), while a FILE_SYNC
+    WRITE still waits for its record and reports the failure itself."""
+    h, root, share, md = await serve(tmp_path, hash_pool)
+    try:
+        st, made = await h.create(C.CreateArgs(DirOpArgs3(root, b"f"), (0, EMPTY_SATTR)), CTX)
+        assert st == NfsStat.NFS3_OK
+        gate_wal_writer(share.payload.wal, fail=True).set()
+        data = b"u" * (1 << 20)
+        st, wrote = await h.write(
+            C.WriteArgs(made.obj, 0, len(data), StableHow.UNSTABLE, data), CTX)
+        assert st == NfsStat.NFS3_OK and wrote.count == len(data)
+        st, _ = await h.commit(C.CommitArgs(made.obj, 0, 0), CTX)
+        assert st == NfsStat.NFS3ERR_IO
+        st, _ = await h.commit(C.CommitArgs(made.obj, 0, 0), CTX)
+        assert st == NfsStat.NFS3_OK
+        gate_wal_writer(share.payload.wal, fail=True).set()
+        st, _ = await h.write(C.WriteArgs(made.obj, 0, len(data), StableHow.FILE_SYNC, data),
+                              CTX)
+        assert st == NfsStat.NFS3ERR_IO
+    finally:
+        await share.payload.close()
+        await share.store.close()

@@ -12,6 +12,7 @@ from zope.interface.verify import verifyObject
 
 from dittofs.metadata.errors import StoreIOError
 from dittofs.metadata.stores.memory import MemoryMetadataStore
+from dittofs.payload import service as service_module
 from dittofs.payload import transfer as T
 from dittofs.payload import wal as W
 from dittofs.payload.blockstores.fs import FsBlockStore
@@ -21,6 +22,7 @@ from dittofs.payload.interfaces import IBlockStore, IPayloadService
 from dittofs.payload.service import CachedPayloadService
 from dittofs.threads import LazyPool
 from tests.support.vectors import hexv
+from tests.support.wal import gate_wal_writer
 
 MB = 1024 * 1024
 
@@ -228,6 +230,50 @@ async def test_an_upload_is_handed_the_blocks_buffer_and_later_changes_copy_it(h
     handed = b.buf
     await p.truncate("f", 20)
     assert bytes(handed) == expect and await p.read_at("f", 0, 30) == expect[:20] + bytes(10)
+    await p.close()
+
+
+def wal_records(wal):
+    return [r for n in wal.segments() for r in W.decode_stream(wal._path(n).read_bytes())[0]]
+
+
+@pytest_twisted.ensureDeferred
+async def test_unstable_writes_are_answered_before_their_wal_record_is_written(
+        hash_pool, tmp_path, monkeypatch):
+    p = make(hash_pool, wal_dir=tmp_path / "wal")
+    await p.start()
+    opened = gate_wal_writer(p.wal)
+    data = os.urandom(MB)  # a large record: always the writer thread's
+    await p.write_at("f", 0, data, sync=False, unstable=True)  # the writer is held
+    assert await p.read_at("f", 0, MB) == data and not wal_records(p.wal)
+    flushed = defer.ensureDeferred(p.flush("f"))
+    monkeypatch.setattr(service_module, "MAX_UNWRITTEN", MB)  # this much is queued: wait
+    second = defer.ensureDeferred(p.write_at("f", MB, data, sync=False, unstable=True))
+    await _settle(0.1)
+    assert not flushed.called and not second.called
+    opened.set()
+    await flushed
+    await second
+    assert [(r.op, r.content_id, r.offset, r.data) for r in wal_records(p.wal)][:1] == [
+        (W.OP_WRITE, "f", 0, data)]
+    await p.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_failed_wal_record_of_an_unstable_write_fails_the_next_flush_once(
+        hash_pool, tmp_path):
+    p = make(hash_pool, wal_dir=tmp_path / "wal")
+    await p.start()
+    gate_wal_writer(p.wal, fail=True).set()
+    data = os.urandom(MB)
+    await p.write_at("f", 0, data, sync=False, unstable=True)
+    await _settle(0.1)
+    await p.write_at("g", 0, data, sync=False, unstable=True)
+    await p.flush("g")  # another file's flush does not report it
+    with pytest.raises(StoreIOError):
+        await p.flush("f")
+    await p.flush("f")  # reported once, as fsync(2) reports a lost write-back
+    await p.write_at("h", 0, data, sync=False)  # not unstable: the write itself waits
     await p.close()
 
 

@@ -1,0 +1,28 @@
+"""A WAL writer thread held (or failing) on demand, for tests of what waits for it."""
+
+from __future__ import annotations
+
+import threading
+
+from twisted.python.failure import Failure
+
+from dittofs.metadata.errors import StoreIOError
+
+
+def gate_wal_writer(wal, fail=False):
+    """Hold the WAL writer thread before each batch until the returned event is set; with
+    ``fail``, the first batch then fails as a write error would."""
+    opened = threading.Event()
+    real = wal._write_batch
+    failed = []
+
+    def gated(batch):
+        opened.wait(10)
+        if fail and not failed:
+            failed.append(batch)
+            return [(False, Failure(StoreIOError("WAL: [Errno 5] EIO")))] * len(batch)
+        return real(batch)
+
+    wal._write_batch = gated
+    wal.writer.process = gated
+    return opened
