@@ -3,9 +3,8 @@
 Pure bookkeeping, no I/O and no threads.  A block's buffer is only as long as its
 content; bytes beyond it, and holes inside it, are zeros.  It is a ``bytearray``, or an
 immutable buffer the block adopted without a copy (``bytes`` fetched from the block store,
-a view of a received message that covered the whole block) and copies on its first
-partial write; so does a ``bytearray`` once handed to an upload (``shared``), which
-hashes and stores it from other threads without a snapshot copy.  A block whose content was
+a view of a received message that covered the whole block, a read-only view of its own
+bytearray once an upload took it) and copies on its first partial write.  A block whose content was
 uploaded before (``base`` set) but is not ``loaded`` holds only the ranges written
 since, listed in ``cov``; they must be merged over the base before it can be read or
 uploaded in full.
@@ -47,7 +46,7 @@ class Block:
     """One cached block of one file."""
 
     __slots__ = ("cid", "idx", "buf", "base", "loaded", "cov", "dirty", "version",
-                 "uploading", "first_seg", "dropped", "shared")
+                 "uploading", "first_seg", "dropped")
 
     def __init__(self, cid: str, idx: int, base: Any = UNKNOWN) -> None:
         self.cid = cid
@@ -61,7 +60,6 @@ class Block:
         self.uploading = False
         self.first_seg = 0  # the oldest WAL segment with changes not yet uploaded
         self.dropped = False  # removed by truncate/delete while an upload was running
-        self.shared = False  # buf (a bytearray) was handed out: never change it in place
 
     @property
     def complete(self) -> bool:
@@ -71,9 +69,8 @@ class Block:
     def write(self, off: int, data: Any) -> None:
         end = off + len(data)
         buf = self.buf
-        if type(buf) is not bytearray or self.shared:  # immutable: copy on first write
+        if type(buf) is not bytearray:  # adopted and immutable: copy on first write
             buf = self.buf = bytearray(buf)
-            self.shared = False
         if len(buf) < off:
             buf.extend(bytes(off - len(buf)))
         buf[off:end] = data
@@ -89,7 +86,6 @@ class Block:
         for s, e in self.cov:
             merged[s:e] = self.buf[s:e]
         self.buf = merged
-        self.shared = False
         self.cov = []
         self.loaded = True
 
@@ -97,7 +93,6 @@ class Block:
         """The whole content is ``data``, immutable (``bytes`` or a view of ``bytes``): kept
         as the buffer, not copied."""
         self.buf = data
-        self.shared = False
         self.loaded = True
         self.cov = []
         self.version += 1
@@ -105,11 +100,10 @@ class Block:
     def truncate(self, length: int) -> None:
         """Cut the content at ``length`` (the block must be complete)."""
         if len(self.buf) > length:
-            if type(self.buf) is bytearray and not self.shared:
+            if type(self.buf) is bytearray:
                 del self.buf[length:]
             else:
-                self.buf = self.buf[:length]  # a new object (a copy of a shared bytearray)
-                self.shared = False
+                self.buf = self.buf[:length]
             self.version += 1
 
 

@@ -210,11 +210,12 @@ class TransferManager:
             if b.dropped:
                 return
             version = b.version
-            # Not copied: a bytearray is marked shared, so a later write or truncate
-            # replaces it instead of changing what is being hashed and stored.
+            # Not copied: a bytearray becomes a read-only view, an immutable buffer like
+            # adopted bytes, so a later write or truncate replaces it (copy on write)
+            # instead of changing what is being hashed and stored.
             data = b.buf
             if type(data) is bytearray:
-                b.shared = True
+                data = b.buf = memoryview(data).toreadonly()
             digest = await self._hash(data)
             lock = await self.digest_locks.acquire(digest)
             try:

@@ -209,12 +209,14 @@ async def test_an_upload_is_handed_the_blocks_buffer_and_later_changes_copy_it(h
     await p.start()
     p.store.open = False  # the upload holds what it was handed until the test releases it
     first = os.urandom(BLOCK_SIZE)
-    for off in range(0, BLOCK_SIZE, MB):  # a sequential writer fills the block: upload
+    for off in range(0, BLOCK_SIZE - MB, MB):
         await p.write_at("f", off, first[off:off + MB])
     b = p.cache.get("f", 0)
+    grown = b.buf  # the block's bytearray, written in place
+    await p.write_at("f", BLOCK_SIZE - MB, first[-MB:])  # the block is full: upload
     await _settle()
     [(_, key, handed)] = p.store.waiting
-    assert handed is b.buf and type(handed) is bytearray  # no snapshot copy
+    assert handed is b.buf and handed.obj is grown and handed.readonly  # no snapshot copy
     await p.write_at("f", 10, b"PATCH")  # copy on write: the upload's bytes never change
     await p.truncate("f", BLOCK_SIZE - 100)
     assert bytes(handed) == first and handed is not b.buf
@@ -226,8 +228,8 @@ async def test_an_upload_is_handed_the_blocks_buffer_and_later_changes_copy_it(h
     await p.flush("f", remote=True)
     assert sha(expect) in {k.split("/")[1] for k in p.store.blobs}
     b = p.cache.get("f", 0)  # uploaded again: handed out again, and a truncate copies
-    assert b.shared
     handed = b.buf
+    assert type(handed) is memoryview and handed.readonly
     await p.truncate("f", 20)
     assert bytes(handed) == expect and await p.read_at("f", 0, 30) == expect[:20] + bytes(10)
     await p.close()
