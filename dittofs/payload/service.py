@@ -287,11 +287,10 @@ class CachedPayloadService:
 
     def _unstable_written(self, result: Any, content_id: str, n: int) -> None:
         self._unwritten -= n
-        if isinstance(result, Failure):
-            if content_id not in self._lost:
-                log.warn("an unstable write of {cid} is not in the WAL ({err}): the next "
-                         "flush of the file fails", cid=content_id, err=result.value)
-            self._lost.setdefault(content_id, result)
+        if isinstance(result, Failure) and content_id not in self._lost:
+            log.warn("an unstable write of {cid} is not in the WAL ({err}): the next "
+                     "flush of the file fails", cid=content_id, err=result.value)
+            self._lost[content_id] = result
 
     def _raise_lost(self, content_id: str) -> None:
         """Report, once, an unstable write of the file whose WAL record failed: the bytes
