@@ -13,7 +13,7 @@ def gate_wal_writer(wal, fail=False):
     """Hold the WAL writer thread before each batch until the returned event is set; with
     ``fail``, the first batch then fails as a write error would."""
     opened = threading.Event()
-    real = wal._write_batch
+    real = wal.writer.process  # what the writer thread calls per batch
     failed = []
 
     def gated(batch):
@@ -23,6 +23,5 @@ def gate_wal_writer(wal, fail=False):
             return [(False, Failure(StoreIOError("WAL: [Errno 5] EIO")))] * len(batch)
         return real(batch)
 
-    wal._write_batch = gated
     wal.writer.process = gated
     return opened
