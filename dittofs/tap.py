@@ -56,6 +56,10 @@ def makeService(options: Any) -> Any:
                 raise ConfigError(f"--smb-port: {options['smb-port']!r} is not a number") from None
             cfg = dataclasses.replace(cfg, smb=dataclasses.replace(cfg.smb, port=port))
         tune_malloc()
+        from twisted.internet import reactor
+
+        from dittofs import leanpoll
+        leanpoll.install(reactor)
         from dittofs import log
         log.apply(cfg)
         runtime = Runtime(cfg, options["config"])
