@@ -116,6 +116,7 @@ class Cache:
         self.by_file: dict[str, set[int]] = {}
         self.clean: OrderedDict[tuple[str, int], None] = OrderedDict()
         self.dirty: dict[tuple[str, int], Block] = {}
+        self.uploading: set[Block] = set()  # see start_upload
         self.evictions = 0
         self.total = 0  # bytes in all buffers
         self.dirty_total = 0  # bytes in dirty buffers
@@ -223,7 +224,17 @@ class Cache:
             self.evictions += 1
         return freed
 
+    def start_upload(self, block: Block) -> None:
+        """``block`` is being uploaded (kept in a set, so that the background sync's
+        oldest_segment and the metrics need not walk every cached block)."""
+        block.uploading = True
+        self.uploading.add(block)
+
+    def end_upload(self, block: Block) -> None:
+        block.uploading = False
+        self.uploading.discard(block)
+
     def oldest_segment(self) -> int | None:
         segs = [b.first_seg for b in self.dirty.values() if b.first_seg]
-        segs += [b.first_seg for b in self.blocks.values() if b.uploading and b.first_seg]
+        segs += [b.first_seg for b in self.uploading if b.first_seg and not b.dropped]
         return min(segs) if segs else None

@@ -204,7 +204,7 @@ class TransferManager:
         return self.hash_pool.run(lambda: hashlib.sha256(data).digest())
 
     async def _upload(self, b: Block) -> None:
-        b.uploading = True
+        self.cache.start_upload(b)
         try:
             await self.ensure_complete(b)
             if b.dropped:
@@ -254,7 +254,7 @@ class TransferManager:
             if not b.dropped:
                 raise
         finally:
-            b.uploading = False
+            self.cache.end_upload(b)
 
     async def _commit(self, b: Block, digest: bytes, size: int) -> Any:
         """Point block ``b.idx`` of its file at ``digest``.  Return the digest it replaced if

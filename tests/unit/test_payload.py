@@ -52,6 +52,22 @@ def test_cache_accounting_and_lru_eviction():
     assert c.dirty_bytes() == 0 and c.oldest_segment() is None
 
 
+def test_oldest_segment_is_held_by_dirty_and_uploading_blocks_not_dropped_ones():
+    c = Cache(max_bytes=1 << 20)
+    a, b = c.add(Block("a", 0, base=None)), c.add(Block("b", 0, base=None))
+    c.add(Block("clean", 0, base=None))
+    c.mark_dirty(a, 5)
+    c.mark_dirty(b, 3)
+    c.start_upload(b)
+    assert b.uploading and c.uploading == {b} and c.oldest_segment() == 3
+    c.drop("b", 0)  # deleted while its upload runs: it holds no segment any more
+    assert c.oldest_segment() == 5
+    c.end_upload(b)
+    assert not b.uploading and not c.uploading
+    c.mark_clean(a)
+    assert c.oldest_segment() is None
+
+
 def test_block_merge_keeps_newer_writes():
     b = Block("f", 0, base=b"digest")
     assert not b.complete
