@@ -165,10 +165,18 @@ class CachedPayloadService:
 
     def _keep_from(self, closing: bool = False) -> int:
         """The oldest WAL segment still needed by a dirty block; with nothing dirty, the
-        one being appended to (or, when closing, none at all)."""
+        one being appended to (or, when closing, none at all).  That one is then left for
+        a new one if it holds enough (Wal.roll), and trimmed by the next round: after a
+        whole round, whose metadata sync covers every change its records stand for."""
         assert self.wal is not None
         oldest = self.cache.oldest_segment()
-        return oldest if oldest is not None else self.wal.segment + (1 if closing else 0)
+        if oldest is not None:
+            return oldest
+        if closing:
+            return self.wal.segment + 1
+        current = self.wal.segment
+        self.wal.roll()
+        return current
 
     def _sync_wal(self) -> None:
         if not self._syncing:

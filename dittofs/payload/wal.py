@@ -59,6 +59,9 @@ OFFLOAD_BYTES = 256 * 1024
 #: Zeros are laid down this far ahead of small records, refilled when half is used.
 FILL_BYTES = 1024 * 1024
 _ZEROS = bytes(FILL_BYTES)
+#: A segment nothing needs any more is left behind for a new one (Wal.roll) once it holds
+#: this much, or any at all while the disk is nearly full.
+ROLL_BYTES = 4 * 1024 * 1024
 
 
 class _Fill(NamedTuple):
@@ -66,6 +69,16 @@ class _Fill(NamedTuple):
 
     start: int
     end: int
+
+
+class _Release:
+    """A writer item: close the descriptor of the segment before this item's (a roll left
+    it with no more appends), so that deleting it frees its space at once."""
+
+    __slots__ = ()
+
+
+_RELEASE = _Release()
 
 
 class WalRecord(NamedTuple):
@@ -221,6 +234,25 @@ class Wal:
             written.addCallback(lambda _: self.syncer.submit(seg))
         return seg, written
 
+    def roll(self) -> bool:
+        """Let the next record start a new segment, if the one being appended to holds
+        ROLL_BYTES or more (or anything at all while the disk is nearly full); True if it
+        did.  For the caller's background sync, when nothing it caches needs that segment
+        any more: the segment can then be trimmed once a metadata sync covers its last
+        records.  Without a roll, the records of files written and deleted since stay on
+        disk until the segment fills, and a disk filled by the one segment could not be
+        freed by deleting files: every append fails first."""
+        if self._seg_size < ROLL_BYTES and not (self.low_space and self._seg_size):
+            return False
+        self.segment += 1
+        self._seg_size = self._filled = 0
+        # Both threads let go of the old segment: the writer after its last records, the
+        # syncer after syncing them (a sync whose target, the new segment, has no file yet
+        # closes its descriptor).  A failure there is met again by the next sync.
+        self.writer.submit((_RELEASE, self.segment)).addErrback(lambda _: None)
+        self.sync().addErrback(lambda _: None)
+        return True
+
     def sync(self) -> defer.Deferred:
         """Fire once everything appended so far is fsynced."""
         seg = self.segment
@@ -258,6 +290,11 @@ class Wal:
                 os.fdatasync(fd)
                 self.syncs += 1
                 newest = seg
+            if self._sync_fd is not None and self._sync_fd_seg < target:
+                # Nothing was appended since a roll (the target has no file yet): the older
+                # segment is done, and an open descriptor would keep a trimmed one's space.
+                os.close(self._sync_fd)
+                self._sync_fd, self._sync_fd_seg = None, 0
             if newest > self._dir_synced:  # new segments' names must survive too
                 dfd = os.open(self.dir, os.O_RDONLY)
                 try:
@@ -279,6 +316,13 @@ class Wal:
                 if item is None:
                     continue
                 parts, seg = item
+                if parts is _RELEASE:
+                    if self._fd is not None and self._fd_seg < seg:
+                        _write_all(self._fd, pending)
+                        pending = []
+                        os.close(self._fd)
+                        self._fd, self._fd_seg = None, 0
+                    continue
                 if type(parts) is _Fill:
                     if seg == self._fd_seg:  # it follows a record of that segment
                         self._fill(parts)

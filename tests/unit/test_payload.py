@@ -781,3 +781,70 @@ async def test_the_wal_refuses_writes_but_not_deletes_when_the_disk_is_nearly_fu
         assert [r.op for r in wal.replay()] == [W.OP_DELETE, W.OP_WRITE]
     finally:
         wal.close()
+
+
+def open_paths():
+    """Paths this process holds open (deleted ones end in " (deleted)")."""
+    out = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            out.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            pass
+    return out
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_roll_leaves_the_segment_for_a_new_one_and_lets_go_of_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(W, "ROLL_BYTES", 1000)
+    wal = W.Wal(tmp_path / "wal")
+    try:
+        _, d = wal.append(W.OP_WRITE, "f", 0, b"x" * 500, sync=True)
+        await d
+        assert not wal.roll() and wal.segment == 1  # not enough in it yet
+        _, d = wal.append(W.OP_WRITE, "f", 500, b"y" * 600, sync=False)
+        await d
+        assert wal.roll() and wal.segment == 2
+        await wal.sync()  # the roll's own sync is queued before this one
+        old = str(wal._path(1))
+        assert not any(p.startswith(old) for p in open_paths())  # writer and syncer let go
+        wal.trim(wal.segment)
+        assert wal.segments() == []
+        seg, d = wal.append(W.OP_WRITE, "g", 0, b"z" * 10, sync=True)
+        await d
+        assert seg == 2 and wal.segments() == [2]
+        assert [(r.content_id, r.segment) for r in wal.replay()] == [("g", 2)]
+        assert not wal.roll()  # 10 bytes: below ROLL_BYTES...
+        wal.low_space = True
+        assert wal.roll() and wal.segment == 3  # ...but any at all while space is low
+    finally:
+        wal.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_records_of_deleted_files_leave_the_disk_without_more_writes(
+        hash_pool, tmp_path, monkeypatch):
+    """Files written and deleted: the background sync leaves the segment holding their
+    records for a new one and deletes it a round later, although nothing more is
+    appended (on a full disk nothing can be: every append would fail first)."""
+    monkeypatch.setattr(W, "ROLL_BYTES", 64 * 1024)
+    objects = MemoryMetadataStore("m")
+    p = CachedPayloadService("p", MemoryBlockStore(), objects, hash_pool,
+                             wal=W.Wal(tmp_path / "wal"), wal_sync_ms=50)
+    await p.start()
+    try:
+        await p.write_at("f", 0, os.urandom(BLOCK_SIZE + 10), sync=True)
+        await p.flush("f", remote=True)  # uploaded: nothing in the cache needs the WAL
+        assert p.wal.segments() == [1]
+        await p.delete("f", sync=True)
+        for _ in range(40):
+            await _settle(0.05)
+            if not p.wal.segments():
+                break
+        assert p.wal.segments() == [] and p.wal.segment == 2
+        assert not any(x.startswith(str(tmp_path / "wal")) for x in open_paths())
+        await p.write_at("g", 0, b"after", sync=True)
+        assert p.wal.segments() == [2]
+        assert await p.read_at("g", 0, 5) == b"after"
+    finally:
+        await p.close()
