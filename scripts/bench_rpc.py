@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import os
 import socket
 import statistics
 import struct
@@ -25,6 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench_servers import usage, wait_port  # noqa: E402  (beside this script)
+
 from dittofs.nfs import codec as C  # noqa: E402
 from dittofs.nfs.const import NFS_PROGRAM, NFS_V3, Proc  # noqa: E402
 from dittofs.nfs.types import EMPTY_SATTR, DirOpArgs3  # noqa: E402
@@ -33,11 +34,6 @@ from dittofs.rpc.record import frame_bytes  # noqa: E402
 from dittofs.rpc.xdr import Packer  # noqa: E402
 from tests.support.rpcclient import NfsClient  # noqa: E402
 from tests.support.server import ServerProcess  # noqa: E402
-
-
-def server_cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def call_record(proc: Proc, args: object) -> bytes:
@@ -71,13 +67,13 @@ def measure(port: int, pid: int, record: bytes, clients: int, seconds: float) ->
     q: multiprocessing.Queue = multiprocessing.Queue()
     procs = [multiprocessing.Process(target=client, args=(port, record, seconds, q))
              for _ in range(clients)]
-    before = server_cpu(pid)
+    before = usage(pid)[0]
     for p in procs:
         p.start()
     calls = sum(q.get(timeout=seconds + 60) for _ in procs)
     for p in procs:
         p.join()
-    return calls / seconds, (server_cpu(pid) - before) / calls
+    return calls / seconds, (usage(pid)[0] - before) / calls
 
 
 def main() -> None:
@@ -92,7 +88,7 @@ def main() -> None:
     try:
         # The control plane finishes starting (migrations, the admin's password hash) after
         # NFS listens: measure once it has.
-        wait_port(srv.api_port)
+        wait_port(srv.api_port, srv.proc, srv.log_path)
         with NfsClient(srv.port) as c:
             root = c.mount(b"/export")[1][0]
             status, _ = c.nfs(Proc.CREATE,
@@ -112,17 +108,6 @@ def main() -> None:
     finally:
         srv.cleanup()
 
-
-def wait_port(port: int, limit: float = 30) -> None:
-    deadline = time.monotonic() + limit
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise SystemExit(f"nothing listens on {port}") from None
-            time.sleep(0.1)
 
 
 if __name__ == "__main__":

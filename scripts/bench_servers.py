@@ -135,7 +135,7 @@ class Ours(Server):
         # The NFS and SMB ports open before the control plane has finished starting (its
         # migrations and the bootstrap admin's argon2 hash, four threads for ~0.2 s): like
         # Ganesha's grace period below, measure once the server has finished starting.
-        _wait_port(self.srv.api_port, self.srv.proc, self.srv.log_path)
+        wait_port(self.srv.api_port, self.srv.proc, self.srv.log_path)
         self.nfs_url = f"nfs://127.0.0.1/export%s?version=3&nfsport={self.srv.port}" \
                        f"&mountport={self.srv.port}"
         self.smb = ("127.0.0.1", self.srv.smb_port, "export")
@@ -182,8 +182,8 @@ LOG {{ Default_Log_Level = WARN; }}
                                      stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         self.pid = self.proc.pid
-        _wait_port(port, self.proc, self.log)
-        _wait_port(mport, self.proc, self.log)
+        wait_port(port, self.proc, self.log)
+        wait_port(mport, self.proc, self.log)
         time.sleep(1)  # Ganesha refuses calls for a moment after listening (grace period)
         self.nfs_url = f"nfs://127.0.0.1{export}%s?version=3&nfsport={port}&mountport={mport}"
 
@@ -233,7 +233,7 @@ class Samba(Server):
                                      stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         self.pid = self.proc.pid
-        _wait_port(port, self.proc, d / "log" / "smbd.log")
+        wait_port(port, self.proc, d / "log" / "smbd.log")
         self.smb = ("127.0.0.1", port, "bench")
         self.user = "root"
 
@@ -266,7 +266,7 @@ def _rpcbind_answers() -> bool:
         return False
 
 
-def _wait_port(port: int, proc: subprocess.Popen, log: Path, limit: float = 30) -> None:
+def wait_port(port: int, proc: subprocess.Popen, log: Path, limit: float = 30) -> None:
     import socket
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
