@@ -135,7 +135,7 @@ class RuntimeCollector:
         for (bs, ms), p in rt.registry.payload.items():
             name = f"{bs}/{ms}"
             c = p.cache
-            uploading = sum(len(b.buf) for b in c.uploading if not b.dropped)
+            uploading = sum(len(b.buf) for b in c.uploading)
             cache.add_metric([name, "dirty"], c.dirty_bytes())
             cache.add_metric([name, "uploading"], uploading)
             cache.add_metric([name, "clean"], max(c.bytes() - c.dirty_bytes(), 0))

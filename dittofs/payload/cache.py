@@ -46,7 +46,7 @@ class Block:
     """One cached block of one file."""
 
     __slots__ = ("cid", "idx", "buf", "base", "loaded", "cov", "dirty", "version",
-                 "uploading", "first_seg", "dropped")
+                 "first_seg", "dropped")
 
     def __init__(self, cid: str, idx: int, base: Any = UNKNOWN) -> None:
         self.cid = cid
@@ -57,7 +57,6 @@ class Block:
         self.cov: list[tuple[int, int]] = []
         self.dirty = False
         self.version = 0
-        self.uploading = False
         self.first_seg = 0  # the oldest WAL segment with changes not yet uploaded
         self.dropped = False  # removed by truncate/delete while an upload was running
 
@@ -116,7 +115,7 @@ class Cache:
         self.by_file: dict[str, set[int]] = {}
         self.clean: OrderedDict[tuple[str, int], None] = OrderedDict()
         self.dirty: dict[tuple[str, int], Block] = {}
-        self.uploading: set[Block] = set()  # see start_upload
+        self.uploading: set[Block] = set()  # cached blocks being uploaded (start_upload)
         self.evictions = 0
         self.total = 0  # bytes in all buffers
         self.dirty_total = 0  # bytes in dirty buffers
@@ -196,6 +195,7 @@ class Cache:
         b = self.blocks.pop(key, None)
         if b is not None:
             b.dropped = True
+            self.uploading.discard(b)  # its upload runs on, but holds nothing any more
             self.total -= len(b.buf)
             self.clean.pop(key, None)
             if self.dirty.pop(key, None) is not None:
@@ -217,7 +217,7 @@ class Cache:
         while total - freed > self.max_bytes and self.clean:
             key, _ = self.clean.popitem(last=False)
             b = self.blocks.get(key)
-            if b is None or b.uploading:
+            if b is None or b in self.uploading:
                 continue
             freed += len(b.buf)
             self.drop(*key)
@@ -225,16 +225,14 @@ class Cache:
         return freed
 
     def start_upload(self, block: Block) -> None:
-        """``block`` is being uploaded (kept in a set, so that the background sync's
+        """``block`` is being uploaded (a set, so that the background sync's
         oldest_segment and the metrics need not walk every cached block)."""
-        block.uploading = True
         self.uploading.add(block)
 
     def end_upload(self, block: Block) -> None:
-        block.uploading = False
         self.uploading.discard(block)
 
     def oldest_segment(self) -> int | None:
         segs = [b.first_seg for b in self.dirty.values() if b.first_seg]
-        segs += [b.first_seg for b in self.uploading if b.first_seg and not b.dropped]
+        segs += [b.first_seg for b in self.uploading if b.first_seg]
         return min(segs) if segs else None

@@ -209,10 +209,10 @@ class CachedPayloadService:
 
     def _tick(self) -> None:
         """Upload blocks that were not written since the last tick."""
-        seen, now = self._seen, {}
+        seen, now, uploading = self._seen, {}, self.cache.uploading
         # A copy: an upload can complete inside schedule() (a small block already stored).
         for key, b in list(self.cache.dirty.items()):
-            if not b.uploading:
+            if b not in uploading:
                 if seen.get(key) == b.version:
                     self.transfer.schedule(b)
                 else:

@@ -87,7 +87,8 @@ class TransferManager:
 
     def schedule(self, block: Block) -> None:
         k = (block.cid, block.idx)
-        if block.dropped or k in self.queued or block.uploading or not block.dirty:
+        if (block.dropped or k in self.queued or block in self.cache.uploading
+                or not block.dirty):
             return
         self.queued.add(k)
         self.queue.append(block)
@@ -105,7 +106,7 @@ class TransferManager:
             while self.active < self.concurrency and self.queue:
                 b = self.queue.popleft()
                 self.queued.discard((b.cid, b.idx))
-                if b.dropped or not b.dirty or b.uploading:
+                if b.dropped or not b.dirty or b in self.cache.uploading:
                     continue
                 self.active += 1
                 try:
@@ -137,7 +138,7 @@ class TransferManager:
         """Fire once each of ``blocks`` is uploaded (or dropped)."""
         ds = []
         for b in blocks:
-            if (b.dirty or b.uploading) and not b.dropped:
+            if (b.dirty or b in self.cache.uploading) and not b.dropped:
                 d: defer.Deferred = defer.Deferred()
                 self.clean_waiters.setdefault((b.cid, b.idx), []).append(d)
                 ds.append(d)
