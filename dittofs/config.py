@@ -35,6 +35,7 @@ class ServerConfig:
     log_format: str = "text"  # text | json (one JSON object per line)
     log_levels: Mapping[str, str] = field(default_factory=dict)  # namespace -> level
     shutdown_timeout: int = 30  # seconds to drain calls and upload before exiting
+    busy_poll_us: int = 100  # after activity, poll without sleeping this long (0: off)
 
 
 @dataclass(frozen=True)
@@ -260,6 +261,8 @@ def validate(cfg: Config) -> Config:
                               "debug, info, warn, error")
     if cfg.server.log_format not in ("text", "json"):
         raise ConfigError(f"server.log_format: {cfg.server.log_format!r} is not text or json")
+    if not 0 <= cfg.server.busy_poll_us <= 10_000:
+        raise ConfigError("server.busy_poll_us: must be from 0 (off) to 10000")
     try:
         rate = float(cfg.tracing.sample_rate)
     except ValueError:

@@ -12,11 +12,25 @@ Errors are handled as before: ``_doReadOrWrite`` catches what ``doRead``/``doWri
 raise (it logs them and drops that connection); anything escaping it is logged here and
 the loop goes on with the next descriptor.  The reactor is left alone unless it is
 exactly the epoll reactor with the attributes this relies on.
+
+Busy polling (``spin``, seconds; ``server.busy_poll_us``): after a turn that handled
+events, the next turn that would sleep first polls without blocking for up to ``spin``
+(never past its timeout), then sleeps as before.  A client waiting for each reply sends
+its next call a few tens of microseconds after the last one left; sleeping in between
+costs a sleep and a wake-up of the CPU, which on a virtual machine (an idle vCPU halts)
+costs more than the call itself: measured here with `scripts/bench rpc`, 1 client,
+GETATTR 17,000 -> 30,000 calls/s and the server's CPU per call 50 -> 33 us.  A turn that
+handled nothing (a timer, an idle server) sleeps at once, so an idle server does not
+spin, and the reactor gives up the GIL inside every poll.  Spinning stops paying when
+the clients are slower than the spin (the CPU it burns is then taken from them on a busy
+machine): after MAX_MISSES fruitless spins in a row the loop sleeps at once again, and
+tries a spin once in PROBE_EVERY turns.
 """
 
 from __future__ import annotations
 
 import errno
+import time
 from typing import Any
 
 from twisted.logger import Logger
@@ -24,11 +38,17 @@ from twisted.logger import Logger
 log = Logger(namespace="dittofs.reactor")
 
 _NEEDS = ("_poller", "_selectables", "_doReadOrWrite", "doPoll")
+#: After this many spins in a row found nothing (clients that take longer than the spin
+#: to send their next call, such as a Python SMB client), turns sleep at once, but for one
+#: spin in PROBE_EVERY that finds out whether calls come sooner again.
+MAX_MISSES = 8
+PROBE_EVERY = 64
 
 
-def install(reactor: Any) -> bool:
-    """Make ``reactor``'s loop turn the lean one; False (nothing changed) if it is not
-    Twisted's epoll reactor as this module knows it."""
+def install(reactor: Any, spin: float = 0.0) -> bool:
+    """Make ``reactor``'s loop turn the lean one, busy polling for up to ``spin``
+    seconds after activity (0: never); False (nothing changed) if it is not Twisted's
+    epoll reactor as this module knows it."""
     try:
         from twisted.internet.epollreactor import EPollReactor
     except ImportError:  # no epoll on this platform
@@ -36,15 +56,46 @@ def install(reactor: Any) -> bool:
     if type(reactor) is not EPollReactor or not all(hasattr(reactor, a) for a in _NEEDS):
         return False
 
+    now = time.monotonic
+    hot = False  # the last turn handled events
+    misses = 0  # spins in a row that ended with nothing to do
+    skipped = 0  # spins skipped since the last one
+
     def do_poll(timeout: float | None) -> None:
+        nonlocal hot, misses, skipped
         selectables = reactor._selectables
+        poll = reactor._poller.poll
+        most = len(selectables)
         try:
-            events = reactor._poller.poll(-1 if timeout is None else timeout,
-                                          len(selectables))
+            spinning = hot and spin and timeout != 0
+            if spinning and misses >= MAX_MISSES:
+                skipped += 1
+                if skipped < PROBE_EVERY:
+                    spinning = False
+                else:
+                    skipped = 0
+            if not spinning:
+                events = poll(-1 if timeout is None else timeout, most)
+            else:
+                events = poll(0, most)
+                if not events:
+                    start = now()
+                    end = start + (spin if timeout is None else min(spin, timeout))
+                    while not events and now() < end:
+                        events = poll(0, most)
+                    if events:
+                        misses = 0
+                    else:
+                        misses += 1
+                        if timeout is None:
+                            events = poll(-1, most)
+                        elif (left := timeout - (now() - start)) > 0:
+                            events = poll(left, most)
         except OSError as e:
             if e.errno == errno.EINTR:
                 return
             raise
+        hot = bool(events)
         handle = reactor._doReadOrWrite
         for fd, event in events:
             selectable = selectables.get(fd)

@@ -59,7 +59,7 @@ def makeService(options: Any) -> Any:
         from twisted.internet import reactor
 
         from dittofs import leanpoll
-        leanpoll.install(reactor)
+        leanpoll.install(reactor, cfg.server.busy_poll_us / 1e6)
         from dittofs import log
         log.apply(cfg)
         runtime = Runtime(cfg, options["config"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 from twisted.internet.error import ConnectionDone
@@ -109,4 +110,125 @@ def test_an_error_escaping_one_descriptor_is_logged_and_the_others_still_served(
     assert failures and failures[0]["log_failure"].check(RuntimeError)
     reactor.removeAll()
     for s in (a1, a2, b2):
+        s.close()
+
+
+class RecordingPoller:
+    """The reactor's epoll object, recording the timeout of every poll."""
+
+    def __init__(self, poller) -> None:
+        self.poller = poller
+        self.timeouts: list[float] = []
+
+    def poll(self, timeout, maxevents):
+        self.timeouts.append(timeout)
+        return self.poller.poll(timeout, maxevents)
+
+    def __getattr__(self, name):
+        return getattr(self.poller, name)
+
+
+def spinning(reactor, spin: float):
+    assert leanpoll.install(reactor, spin)
+    rec = reactor._poller = RecordingPoller(reactor._poller)
+    a, b = pair()
+    reader = Reader(a)
+    reactor.addReader(reader)
+    b.send(b"first")
+    reactor.doIteration(1.0)  # handles it: the loop is now hot
+    assert reader.got == b"first"
+    rec.timeouts.clear()
+    return rec, reader, a, b
+
+
+def test_after_activity_a_call_that_comes_soon_is_caught_without_sleeping(reactor):
+    import threading
+    rec, reader, a, b = spinning(reactor, 0.5)
+    threading.Timer(0.02, b.send, (b"second",)).start()
+    reactor.doIteration(2.0)
+    assert reader.got == b"firstsecond"
+    assert len(rec.timeouts) > 1 and set(rec.timeouts) == {0}  # never slept
+    reactor.removeAll()
+    for s in (a, b):
+        s.close()
+
+
+def test_the_spin_gives_way_to_sleep_for_the_rest_of_the_timeout(reactor):
+    rec, reader, a, b = spinning(reactor, 0.02)
+    started = time.monotonic()
+    reactor.doIteration(0.3)
+    took = time.monotonic() - started
+    assert set(rec.timeouts[:-1]) == {0}
+    assert 0.2 < rec.timeouts[-1] <= 0.28  # what is left of 0.3 after >= 0.02 of spinning
+    assert 0.25 < took < 1.0
+    rec.timeouts.clear()
+    reactor.doIteration(0.05)  # the last turn handled nothing: it sleeps at once
+    assert rec.timeouts == [0.05]
+    reactor.removeAll()
+    for s in (a, b):
+        s.close()
+
+
+def test_the_spin_never_outlasts_the_turns_timeout(reactor):
+    rec, reader, a, b = spinning(reactor, 5.0)
+    started = time.monotonic()
+    reactor.doIteration(0.01)  # a timer due in 10 ms
+    assert time.monotonic() - started < 1.0
+    assert set(rec.timeouts) == {0}
+    rec.timeouts.clear()
+    reactor.doIteration(0)  # work waiting: one non-blocking poll, no spin
+    assert rec.timeouts == [0]
+    reactor.removeAll()
+    for s in (a, b):
+        s.close()
+
+
+def test_without_a_spin_every_turn_sleeps_at_once(reactor):
+    rec, reader, a, b = spinning(reactor, 0.0)
+    reactor.doIteration(0.05)
+    assert rec.timeouts == [0.05]
+    reactor.removeAll()
+    for s in (a, b):
+        s.close()
+
+
+def hot_then_idle(reactor, rec, b) -> list:
+    """A call handled (the loop is hot), then a turn in which nothing comes: the
+    timeouts that turn polled with (0 first: it spun)."""
+    b.send(b"x")
+    reactor.doIteration(1.0)
+    rec.timeouts.clear()
+    reactor.doIteration(0.01)
+    return list(rec.timeouts)
+
+
+def test_spinning_stops_after_fruitless_spins_and_is_tried_again_now_and_then(reactor):
+    rec, reader, a, b = spinning(reactor, 0.002)
+    for _ in range(leanpoll.MAX_MISSES):
+        assert hot_then_idle(reactor, rec, b)[0] == 0  # spun, in vain
+    turns = [hot_then_idle(reactor, rec, b) for _ in range(leanpoll.PROBE_EVERY)]
+    assert all(t == [0.01] for t in turns[:-1])  # slept at once
+    assert turns[-1][0] == 0  # the probe spins
+    assert hot_then_idle(reactor, rec, b) == [0.01]  # it found nothing either
+    reactor.removeAll()
+    for s in (a, b):
+        s.close()
+
+
+def test_a_spin_that_catches_a_call_starts_the_count_again(reactor):
+    import threading
+    rec, reader, a, b = spinning(reactor, 0.05)
+    for _ in range(leanpoll.MAX_MISSES - 1):
+        assert hot_then_idle(reactor, rec, b)[0] == 0
+    b.send(b"x")
+    reactor.doIteration(1.0)  # hot again
+    rec.timeouts.clear()
+    threading.Timer(0.002, b.send, (b"soon",)).start()
+    reactor.doIteration(1.0)
+    assert reader.got.endswith(b"soon") and set(rec.timeouts) == {0}  # caught by the spin
+    for _ in range(leanpoll.MAX_MISSES):
+        assert hot_then_idle(reactor, rec, b)[0] == 0
+    assert hot_then_idle(reactor, rec, b) == [0.01]
+    reactor.removeAll()
+    for s in (a, b):
         s.close()
