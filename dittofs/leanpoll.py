@@ -21,7 +21,10 @@ costs a sleep and a wake-up of the CPU, which on a virtual machine (an idle vCPU
 costs more than the call itself: measured here with `scripts/bench rpc`, 1 client,
 GETATTR 17,000 -> 30,000 calls/s and the server's CPU per call 50 -> 33 us.  A turn that
 handled nothing (a timer, an idle server) sleeps at once, so an idle server does not
-spin, and the reactor gives up the GIL inside every poll.  Spinning stops paying when
+spin.  The reactor gives up the GIL inside every poll, but a worker thread waiting for it
+seldom gets it in those instants (it must first be woken): the server spins only while no
+call is out in a worker thread (``may_spin``: dittofs.threads.idle), as a spin would keep
+an fsync's result from coming back, and an upload from going on.  Spinning stops paying when
 the clients are slower than the spin (the CPU it burns is then taken from them on a busy
 machine): after MAX_MISSES fruitless spins in a row the loop sleeps at once again, and
 tries a spin once in PROBE_EVERY turns.
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import errno
 import time
+from collections.abc import Callable
 from typing import Any
 
 from twisted.logger import Logger
@@ -45,10 +49,11 @@ MAX_MISSES = 8
 PROBE_EVERY = 64
 
 
-def install(reactor: Any, spin: float = 0.0) -> bool:
+def install(reactor: Any, spin: float = 0.0,
+            may_spin: Callable[[], bool] | None = None) -> bool:
     """Make ``reactor``'s loop turn the lean one, busy polling for up to ``spin``
-    seconds after activity (0: never); False (nothing changed) if it is not Twisted's
-    epoll reactor as this module knows it."""
+    seconds after activity (0: never) when ``may_spin()`` (if given) says so; False
+    (nothing changed) if it is not Twisted's epoll reactor as this module knows it."""
     try:
         from twisted.internet.epollreactor import EPollReactor
     except ImportError:  # no epoll on this platform
@@ -67,7 +72,7 @@ def install(reactor: Any, spin: float = 0.0) -> bool:
         poll = reactor._poller.poll
         most = len(selectables)
         try:
-            spinning = hot and spin and timeout != 0
+            spinning = hot and spin and timeout != 0 and (may_spin is None or may_spin())
             if spinning and misses >= MAX_MISSES:
                 skipped += 1
                 if skipped < PROBE_EVERY:

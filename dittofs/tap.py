@@ -58,8 +58,8 @@ def makeService(options: Any) -> Any:
         tune_malloc()
         from twisted.internet import reactor
 
-        from dittofs import leanpoll
-        leanpoll.install(reactor, cfg.server.busy_poll_us / 1e6)
+        from dittofs import leanpoll, threads
+        leanpoll.install(reactor, cfg.server.busy_poll_us / 1e6, threads.idle)
         from dittofs import log
         log.apply(cfg)
         runtime = Runtime(cfg, options["config"])

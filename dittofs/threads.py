@@ -18,6 +18,22 @@ from twisted.python.threadpool import ThreadPool
 #: value is the result, or a Failure when ok is False.
 BatchProcessor = Callable[[list], list]
 
+#: Calls handed to worker threads (pools and batch workers) whose results the reactor has
+#: not had yet.  While there are any, a worker may need the GIL to finish: the reactor's
+#: busy polling (dittofs.leanpoll) waits for none, as it holds the GIL between polls.
+outstanding = 0
+
+
+def _returned(result: Any) -> Any:
+    global outstanding
+    outstanding -= 1
+    return result
+
+
+def idle() -> bool:
+    """No call is out in a worker thread."""
+    return outstanding == 0
+
 
 class LazyPool:
     """A bounded thread pool of one kind of blocking work (disk, S3, SQL), started on first
@@ -32,9 +48,12 @@ class LazyPool:
 
     def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> defer.Deferred:
         """Call ``fn`` in the pool; the Deferred fires with its result on the reactor."""
+        global outstanding
         if not self.pool.started:
             self.pool.start()
-        return threads.deferToThreadPool(self.reactor, self.pool, fn, *args, **kwargs)
+        outstanding += 1
+        return threads.deferToThreadPool(self.reactor, self.pool, fn, *args,
+                                         **kwargs).addBoth(_returned)
 
     def stop(self) -> None:
         if self.pool.started:
@@ -94,7 +113,9 @@ class BatchWorker:
             except BaseException:
                 return defer.fail()
             return defer.succeed(value) if ok else defer.fail(value)
+        global outstanding
         d: defer.Deferred = defer.Deferred()
+        outstanding += 1
         with self._cond:
             self._queue.append((item, d))
             if not self._scheduled:
@@ -157,6 +178,8 @@ class BatchWorker:
 
 def _deliver(batch: list, results: list) -> None:
     """Reactor thread: fire a batch's Deferreds in the order the items were queued."""
+    global outstanding
+    outstanding -= len(batch)
     for (_, d), (ok, value) in zip(batch, results, strict=True):
         if ok:
             d.callback(value)

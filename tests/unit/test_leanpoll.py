@@ -128,8 +128,8 @@ class RecordingPoller:
         return getattr(self.poller, name)
 
 
-def spinning(reactor, spin: float):
-    assert leanpoll.install(reactor, spin)
+def spinning(reactor, spin: float, may_spin=None):
+    assert leanpoll.install(reactor, spin, may_spin)
     rec = reactor._poller = RecordingPoller(reactor._poller)
     a, b = pair()
     reader = Reader(a)
@@ -229,6 +229,24 @@ def test_a_spin_that_catches_a_call_starts_the_count_again(reactor):
     for _ in range(leanpoll.MAX_MISSES):
         assert hot_then_idle(reactor, rec, b)[0] == 0
     assert hot_then_idle(reactor, rec, b) == [0.01]
+    reactor.removeAll()
+    for s in (a, b):
+        s.close()
+
+
+def test_no_spin_while_a_worker_thread_may_need_the_gil(reactor):
+    import threading
+    busy = [True]
+    rec, reader, a, b = spinning(reactor, 0.5, lambda: not busy[0])
+    reactor.doIteration(0.05)  # hot, but a worker is out: sleeps at once
+    assert rec.timeouts == [0.05]
+    busy[0] = False
+    b.send(b"x")
+    reactor.doIteration(1.0)
+    rec.timeouts.clear()
+    threading.Timer(0.02, b.send, (b"y",)).start()
+    reactor.doIteration(2.0)
+    assert reader.got.endswith(b"y") and set(rec.timeouts) == {0}  # spun
     reactor.removeAll()
     for s in (a, b):
         s.close()

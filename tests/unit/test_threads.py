@@ -150,3 +150,37 @@ async def test_finish_answers_the_rest_first_and_lets_inline_items_through_meanw
 def deferLater(seconds):
     from twisted.internet import task
     return task.deferLater(reactor, seconds, lambda: None)
+
+
+@pytest_twisted.ensureDeferred
+async def test_calls_out_in_worker_threads_are_counted_until_their_results_are_back():
+    """The reactor's busy polling waits for no worker: it asks threads.idle()."""
+    from dittofs import threads as T
+    gate = threading.Event()
+
+    def process(items):
+        gate.wait(5)
+        return [(True, i) for i in items]
+
+    w, _ = make(process)
+    pool = T.LazyPool("test-pool", 1)
+    try:
+        base = T.outstanding  # 0 unless an earlier test left a call out
+        queued = [w.submit(1), w.submit(2)]
+        pooled = pool.run(lambda: gate.wait(5) and "ran")
+        failing = pool.run(lambda: 1 / 0)
+        assert T.outstanding == base + 4 and not T.idle()
+        gate.set()
+        assert await defer.gatherResults(queued) == [1, 2]
+        assert await pooled == "ran"
+        with pytest.raises(ZeroDivisionError):
+            await failing
+        assert T.outstanding == base
+        # Work done inline on the reactor's own thread is never out.
+        inline = BatchWorker("test-inline", lambda items: [(True, i) for i in items], reactor,
+                             inline=lambda item: True)
+        assert await inline.submit(7) == 7 and T.outstanding == base
+    finally:
+        gate.set()
+        w.stop()
+        pool.stop()
