@@ -166,6 +166,30 @@ class MetadataService:
             return _get(txn, child), d
         return await share.store.transact(fn, write=False)
 
+    async def walk(self, share: ShareLike, ident: Identity, dir_id: int,
+                   names: list[bytes]) -> tuple[int, FileRecord | None]:
+        """Follow a path of ``names`` (not "." or "..") down from directory ``dir_id`` in
+        one read transaction: (the directory holding the last name, the file it names or
+        None if there is none).  A missing name before the last raises NotFound, one that
+        is not a directory NotDirectory."""
+        last = len(names) - 1
+        if last < 0:
+            raise E.InvalidArgument("empty path")
+
+        def fn(txn: Any) -> tuple[int, FileRecord | None]:
+            parent = dir_id
+            for i, name in enumerate(names):
+                _need(ident, _get_dir(txn, parent), X)
+                check_name(name)
+                child = txn.lookup(parent, name)
+                if i == last:
+                    return parent, None if child is None else _get(txn, child)
+                if child is None:
+                    raise E.NotFound(repr(name))
+                parent = child
+            raise AssertionError("unreachable")
+        return await share.store.transact(fn, write=False)
+
     async def access(self, share: ShareLike, ident: Identity,
                      fileid: int) -> tuple[FileRecord, int]:
         rec = await self.getattr(share, fileid)

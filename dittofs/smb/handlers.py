@@ -155,20 +155,11 @@ class SmbHandlers(InfoHandlers):
         share = tree.share
         if not parts:
             return share.root_id, await self.md.getattr(share, share.root_id)
-        dir_id = share.root_id
-        for comp in parts[:-1]:
-            try:
-                d, _ = await self.md.lookup(share, tree.ident, dir_id, encode_name(comp))
-            except (E.NotFound, E.NotDirectory):
-                raise SmbError(Status.OBJECT_PATH_NOT_FOUND) from None
-            if d.ftype != FileType.DIR:
-                raise SmbError(Status.OBJECT_PATH_NOT_FOUND)
-            dir_id = d.fileid
         try:
-            leaf, _ = await self.md.lookup(share, tree.ident, dir_id, encode_name(parts[-1]))
-        except E.NotFound:
-            leaf = None
-        return dir_id, leaf
+            return await self.md.walk(share, tree.ident, share.root_id,
+                                      [encode_name(p) for p in parts])
+        except (E.NotFound, E.NotDirectory):
+            raise SmbError(Status.OBJECT_PATH_NOT_FOUND) from None
 
     # -- TREE_CONNECT / TREE_DISCONNECT -------------------------------------------------
 

@@ -107,6 +107,30 @@ async def test_create_lookup_getattr(backend):
 
 
 @pytest_twisted.ensureDeferred
+async def test_walk_follows_a_path_in_one_go(backend):
+    share = await share_on(backend.make())
+    a = (await md.create(share, ALICE, share.root_id, b"a", FileType.DIR)).file
+    b = (await md.create(share, ALICE, a.fileid, b"b", FileType.DIR)).file
+    f = (await md.create(share, ALICE, b.fileid, b"f", FileType.REG)).file
+    assert await md.walk(share, ALICE, share.root_id, [b"a", b"b", b"f"]) == (b.fileid, f)
+    assert await md.walk(share, ALICE, share.root_id, [b"a"]) == (
+        share.root_id, await md.getattr(share, a.fileid))
+    assert await md.walk(share, ALICE, share.root_id, [b"a", b"b", b"new"]) == (b.fileid,
+                                                                                 None)
+    with pytest.raises(E.NotFound):
+        await md.walk(share, ALICE, share.root_id, [b"a", b"gone", b"f"])
+    with pytest.raises(E.NotDirectory):
+        await md.walk(share, ALICE, share.root_id, [b"a", b"b", b"f", b"x"])
+    with pytest.raises(E.InvalidArgument):
+        await md.walk(share, ALICE, share.root_id, [])
+    await md.setattr(share, ALICE, b.fileid, SetAttrs(mode=0o600))  # no search permission
+    with pytest.raises(E.AccessDenied):
+        await md.walk(share, ALICE, share.root_id, [b"a", b"b", b"f"])
+    assert await md.walk(share, ALICE, share.root_id, [b"a", b"b"]) == (
+        a.fileid, await md.getattr(share, b.fileid))  # the last name needs no search right
+
+
+@pytest_twisted.ensureDeferred
 async def test_readdir_cookies_survive_removal_and_plus_has_records(backend):
     share = await share_on(backend.make())
     names = [b"n%03d" % i for i in range(120)]
