@@ -128,33 +128,43 @@ class RecordingPoller:
         return getattr(self.poller, name)
 
 
-def spinning(reactor, spin: float, may_spin=None):
-    assert leanpoll.install(reactor, spin, may_spin)
-    rec = reactor._poller = RecordingPoller(reactor._poller)
-    a, b = pair()
-    reader = Reader(a)
-    reactor.addReader(reader)
-    b.send(b"first")
-    reactor.doIteration(1.0)  # handles it: the loop is now hot
-    assert reader.got == b"first"
-    rec.timeouts.clear()
-    return rec, reader, a, b
+@pytest.fixture
+def spinning(reactor):
+    """start(spin, may_spin): the lean loop with busy polling, one reader whose first
+    call was handled (the loop is hot), its poller recording timeouts; -> (recorder,
+    reader, the socket the test sends from)."""
+    socks = []
+
+    def start(spin: float, may_spin=None):
+        assert leanpoll.install(reactor, spin, may_spin)
+        rec = reactor._poller = RecordingPoller(reactor._poller)
+        a, b = pair()
+        socks.extend((a, b))
+        reader = Reader(a)
+        reactor.addReader(reader)
+        b.send(b"first")
+        reactor.doIteration(1.0)
+        assert reader.got == b"first"
+        rec.timeouts.clear()
+        return rec, reader, b
+
+    yield start
+    reactor.removeAll()
+    for s in socks:
+        s.close()
 
 
-def test_after_activity_a_call_that_comes_soon_is_caught_without_sleeping(reactor):
+def test_after_activity_a_call_that_comes_soon_is_caught_without_sleeping(reactor, spinning):
     import threading
-    rec, reader, a, b = spinning(reactor, 0.5)
+    rec, reader, b = spinning(0.5)
     threading.Timer(0.02, b.send, (b"second",)).start()
     reactor.doIteration(2.0)
     assert reader.got == b"firstsecond"
     assert len(rec.timeouts) > 1 and set(rec.timeouts) == {0}  # never slept
-    reactor.removeAll()
-    for s in (a, b):
-        s.close()
 
 
-def test_the_spin_gives_way_to_sleep_for_the_rest_of_the_timeout(reactor):
-    rec, reader, a, b = spinning(reactor, 0.02)
+def test_the_spin_gives_way_to_sleep_for_the_rest_of_the_timeout(reactor, spinning):
+    rec, reader, b = spinning(0.02)
     started = time.monotonic()
     reactor.doIteration(0.3)
     took = time.monotonic() - started
@@ -164,13 +174,10 @@ def test_the_spin_gives_way_to_sleep_for_the_rest_of_the_timeout(reactor):
     rec.timeouts.clear()
     reactor.doIteration(0.05)  # the last turn handled nothing: it sleeps at once
     assert rec.timeouts == [0.05]
-    reactor.removeAll()
-    for s in (a, b):
-        s.close()
 
 
-def test_the_spin_never_outlasts_the_turns_timeout(reactor):
-    rec, reader, a, b = spinning(reactor, 5.0)
+def test_the_spin_never_outlasts_the_turns_timeout(reactor, spinning):
+    rec, reader, b = spinning(5.0)
     started = time.monotonic()
     reactor.doIteration(0.01)  # a timer due in 10 ms
     assert time.monotonic() - started < 1.0
@@ -178,18 +185,12 @@ def test_the_spin_never_outlasts_the_turns_timeout(reactor):
     rec.timeouts.clear()
     reactor.doIteration(0)  # work waiting: one non-blocking poll, no spin
     assert rec.timeouts == [0]
-    reactor.removeAll()
-    for s in (a, b):
-        s.close()
 
 
-def test_without_a_spin_every_turn_sleeps_at_once(reactor):
-    rec, reader, a, b = spinning(reactor, 0.0)
+def test_without_a_spin_every_turn_sleeps_at_once(reactor, spinning):
+    rec, reader, b = spinning(0.0)
     reactor.doIteration(0.05)
     assert rec.timeouts == [0.05]
-    reactor.removeAll()
-    for s in (a, b):
-        s.close()
 
 
 def hot_then_idle(reactor, rec, b) -> list:
@@ -202,22 +203,19 @@ def hot_then_idle(reactor, rec, b) -> list:
     return list(rec.timeouts)
 
 
-def test_spinning_stops_after_fruitless_spins_and_is_tried_again_now_and_then(reactor):
-    rec, reader, a, b = spinning(reactor, 0.002)
+def test_spinning_stops_after_fruitless_spins_and_is_tried_again_now_and_then(reactor, spinning):
+    rec, reader, b = spinning(0.002)
     for _ in range(leanpoll.MAX_MISSES):
         assert hot_then_idle(reactor, rec, b)[0] == 0  # spun, in vain
     turns = [hot_then_idle(reactor, rec, b) for _ in range(leanpoll.PROBE_EVERY)]
     assert all(t == [0.01] for t in turns[:-1])  # slept at once
     assert turns[-1][0] == 0  # the probe spins
     assert hot_then_idle(reactor, rec, b) == [0.01]  # it found nothing either
-    reactor.removeAll()
-    for s in (a, b):
-        s.close()
 
 
-def test_a_spin_that_catches_a_call_starts_the_count_again(reactor):
+def test_a_spin_that_catches_a_call_starts_the_count_again(reactor, spinning):
     import threading
-    rec, reader, a, b = spinning(reactor, 0.05)
+    rec, reader, b = spinning(0.05)
     for _ in range(leanpoll.MAX_MISSES - 1):
         assert hot_then_idle(reactor, rec, b)[0] == 0
     b.send(b"x")
@@ -229,15 +227,12 @@ def test_a_spin_that_catches_a_call_starts_the_count_again(reactor):
     for _ in range(leanpoll.MAX_MISSES):
         assert hot_then_idle(reactor, rec, b)[0] == 0
     assert hot_then_idle(reactor, rec, b) == [0.01]
-    reactor.removeAll()
-    for s in (a, b):
-        s.close()
 
 
-def test_no_spin_while_a_worker_thread_may_need_the_gil(reactor):
+def test_no_spin_while_a_worker_thread_may_need_the_gil(reactor, spinning):
     import threading
     busy = [True]
-    rec, reader, a, b = spinning(reactor, 0.5, lambda: not busy[0])
+    rec, reader, b = spinning(0.5, lambda: not busy[0])
     reactor.doIteration(0.05)  # hot, but a worker is out: sleeps at once
     assert rec.timeouts == [0.05]
     busy[0] = False
@@ -247,6 +242,3 @@ def test_no_spin_while_a_worker_thread_may_need_the_gil(reactor):
     threading.Timer(0.02, b.send, (b"y",)).start()
     reactor.doIteration(2.0)
     assert reader.got.endswith(b"y") and set(rec.timeouts) == {0}  # spun
-    reactor.removeAll()
-    for s in (a, b):
-        s.close()

@@ -25,6 +25,16 @@ def make(process, **kw):
     return BatchWorker("test-batch", process, r, **kw), r
 
 
+def gated():
+    """(gate, process): a processor that holds each batch until the gate opens."""
+    gate = threading.Event()
+
+    def process(items):
+        gate.wait(5)
+        return [(True, i) for i in items]
+    return gate, process
+
+
 @pytest_twisted.ensureDeferred
 async def test_results_in_order_with_one_hand_back_per_batch():
     started, gate = threading.Event(), threading.Event()
@@ -85,12 +95,7 @@ async def test_inline_items_run_on_the_caller_only_when_idle():
 
 @pytest_twisted.ensureDeferred
 async def test_stop_drains_the_queue_and_a_later_submit_starts_a_new_thread():
-    gate = threading.Event()
-
-    def process(items):
-        gate.wait(5)
-        return [(True, i) for i in items]
-
+    gate, process = gated()
     w, _ = make(process)
     ds = [w.submit(i) for i in range(3)]
     threading.Timer(0.05, gate.set).start()
@@ -156,12 +161,7 @@ def deferLater(seconds):
 async def test_calls_out_in_worker_threads_are_counted_until_their_results_are_back():
     """The reactor's busy polling waits for no worker: it asks threads.idle()."""
     from dittofs import threads as T
-    gate = threading.Event()
-
-    def process(items):
-        gate.wait(5)
-        return [(True, i) for i in items]
-
+    gate, process = gated()
     w, _ = make(process)
     pool = T.LazyPool("test-pool", 1)
     try:
