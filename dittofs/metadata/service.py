@@ -172,22 +172,23 @@ class MetadataService:
         one read transaction: (the directory holding the last name, the file it names or
         None if there is none).  A missing name before the last raises NotFound, one that
         is not a directory NotDirectory."""
-        last = len(names) - 1
-        if last < 0:
+        if not names:
             raise E.InvalidArgument("empty path")
 
         def fn(txn: Any) -> tuple[int, FileRecord | None]:
-            parent = dir_id
-            for i, name in enumerate(names):
+            def search(parent: int, name: bytes) -> int | None:
                 _need(ident, _get_dir(txn, parent), X)
                 check_name(name)
-                child = txn.lookup(parent, name)
-                if i == last:
-                    return parent, None if child is None else _get(txn, child)
+                return txn.lookup(parent, name)
+
+            parent = dir_id
+            for name in names[:-1]:
+                child = search(parent, name)
                 if child is None:
                     raise E.NotFound(repr(name))
                 parent = child
-            raise AssertionError("unreachable")
+            leaf = search(parent, names[-1])
+            return parent, None if leaf is None else _get(txn, leaf)
         return await share.store.transact(fn, write=False)
 
     async def access(self, share: ShareLike, ident: Identity,
