@@ -28,6 +28,11 @@ an fsync's result from coming back, and an upload from going on.  Spinning stops
 the clients are slower than the spin (the CPU it burns is then taken from them on a busy
 machine): after MAX_MISSES fruitless spins in a row the loop sleeps at once again, and
 tries a spin once in PROBE_EVERY turns.
+
+``quiet()`` tells a caller on the reactor thread whether anything waits for the loop (a
+ready descriptor: a request come in, a worker thread's result, a socket that can take
+queued output), so that short blocking work can be done at once when nothing would wait
+for it (see dittofs.payload.wal, its fsyncs).
 """
 
 from __future__ import annotations
@@ -41,12 +46,42 @@ from twisted.logger import Logger
 
 log = Logger(namespace="dittofs.reactor")
 
-_NEEDS = ("_poller", "_selectables", "_doReadOrWrite", "doPoll")
+_NEEDS = ("_poller", "_selectables", "_doReadOrWrite", "doPoll", "_internalReaders")
 #: After this many spins in a row found nothing (clients that take longer than the spin
 #: to send their next call, such as a Python SMB client), turns sleep at once, but for one
 #: spin in PROBE_EVERY that finds out whether calls come sooner again.
 MAX_MISSES = 8
 PROBE_EVERY = 64
+
+#: ``quiet`` holds only after this long with events from one descriptor alone (the
+#: reactor's own waker aside).
+SOLO_SECONDS = 0.01
+
+
+class _Activity:
+    """What ``quiet`` needs of the reactor ``install`` last changed."""
+
+    def __init__(self) -> None:
+        self.poll: Callable[..., list] | None = None  # its epoll object's poll
+        self.last_fd = -1  # the descriptor of the last event (the waker's aside)
+        self.since = 0.0  # when an event last came from another descriptor than the one before
+
+
+_activity = _Activity()
+
+
+def quiet() -> bool:
+    """Nothing waits for the loop and nobody else is about to: no descriptor is ready and,
+    for SOLO_SECONDS, every event came from one descriptor (one client's connection, the
+    one being served).  With other clients active, one of them would likely send a call
+    while the caller blocked.  False where ``install`` did not take."""
+    a = _activity
+    if a.poll is None or time.monotonic() - a.since < SOLO_SECONDS:
+        return False
+    try:
+        return not a.poll(0, 1)
+    except (OSError, ValueError):  # ValueError: that epoll object was closed
+        return False
 
 
 def install(reactor: Any, spin: float = 0.0,
@@ -102,15 +137,22 @@ def install(reactor: Any, spin: float = 0.0,
             raise
         hot = bool(events)
         handle = reactor._doReadOrWrite
+        activity = _activity
         for fd, event in events:
             selectable = selectables.get(fd)
             if selectable is None:
                 continue
+            if fd != activity.last_fd and selectable not in internal:
+                activity.last_fd = fd
+                activity.since = now()
             try:
                 handle(selectable, fd, event)
             except Exception:
                 log.failure("reactor: unhandled error from {selectable!r}",
                             selectable=selectable)
 
+    internal = reactor._internalReaders
     reactor.doIteration = reactor.doPoll = do_poll
+    _activity.__init__()
+    _activity.poll = reactor._poller.poll
     return True

@@ -145,6 +145,7 @@ class StoreRegistry:
     def payload_service(self, block_store: str, metadata_store: str) -> Any:
         """The content path for shares on this pair of stores.  Block maps and reference
         counts live in the metadata store, so each pair is its own dedup domain."""
+        from dittofs import leanpoll
         from dittofs.metadata.redo import restore_created, restore_unlinked, restore_written
         from dittofs.payload.service import CachedPayloadService
         from dittofs.payload.wal import Wal
@@ -157,7 +158,7 @@ class StoreRegistry:
             if cfg.type != "memory":  # nothing to recover into a memory block store
                 path = self.config.data_path / "wal" / f"{block_store}--{metadata_store}"
                 try:
-                    wal = Wal(path)
+                    wal = Wal(path, inline_sync=leanpoll.quiet)
                 except OSError as e:
                     raise ConfigError(f"server.data_dir: cannot keep a WAL in {path}: "
                                       f"{e.strerror}") from None

@@ -242,3 +242,46 @@ def test_no_spin_while_a_worker_thread_may_need_the_gil(reactor, spinning):
     threading.Timer(0.02, b.send, (b"y",)).start()
     reactor.doIteration(2.0)
     assert reader.got.endswith(b"y") and set(rec.timeouts) == {0}  # spun
+
+
+def test_quiet_only_with_nothing_ready_and_one_descriptor_served_for_a_while(reactor, monkeypatch):
+    monkeypatch.setattr(leanpoll, "SOLO_SECONDS", 0.05)
+    assert leanpoll.install(reactor)
+    (a1, b1), (a2, b2) = pair(), pair()
+    r1, r2 = Reader(a1), Reader(a2)
+    reactor.addReader(r1)
+    reactor.addReader(r2)
+    reactor.installWaker()
+
+    def served(sock, reader, data):
+        sock.send(data)
+        assert not leanpoll.quiet()  # a call waits for the loop
+        reactor.doIteration(1.0)
+        assert reader.got.endswith(data)
+
+    served(b1, r1, b"one")
+    assert not leanpoll.quiet()  # only just served a descriptor other than the last one
+    time.sleep(0.06)
+    assert leanpoll.quiet()
+    served(b1, r1, b"again")
+    assert leanpoll.quiet()  # the same client alone: still quiet
+    reactor.wakeUp()  # a worker thread's result (the reactor's own waker)
+    assert not leanpoll.quiet()
+    reactor.doIteration(1.0)
+    assert leanpoll.quiet()  # the waker is not another client
+    served(b2, r2, b"two")
+    assert not leanpoll.quiet()  # another client: one of them may call any moment
+    time.sleep(0.06)
+    assert leanpoll.quiet()
+    reactor.removeAll()
+    for s in (a1, b1, a2, b2):
+        s.close()
+
+
+def test_quiet_is_never_claimed_where_the_lean_loop_is_not_installed(reactor):
+    leanpoll._activity.__init__()  # as in a process that never installed it
+    assert not leanpoll.quiet()
+    assert leanpoll.install(reactor)
+    assert leanpoll.quiet()  # nothing ready, nothing served yet
+    reactor._poller.close()  # the reactor it was installed on is gone
+    assert not leanpoll.quiet()

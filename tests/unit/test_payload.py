@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 
 import pytest
 import pytest_twisted
@@ -654,19 +655,31 @@ async def test_wal_batches_are_written_whole_across_segments_and_short_writes(tm
     assert got == [(W.OP_WRITE, 0, big)] + records
 
 
+def quiet_reactor(inline: bool, monkeypatch):
+    """Wal's inline_sync: the reactor always quiet and fsyncs never too slow to be done on
+    it, or no inline_sync at all."""
+    if not inline:
+        return None
+    monkeypatch.setattr(W, "INLINE_SYNC_SECONDS", 3600.0)
+    return lambda: True
+
+
+@pytest.mark.parametrize("inline", [False, True], ids=["syncer-thread", "inline"])
 @pytest_twisted.ensureDeferred
-async def test_wal_sync_covers_every_segment_written_before_it(tmp_path, monkeypatch):
-    synced = []  # (segment file, bytes of records in it) at each fdatasync (syncer thread)
+async def test_wal_sync_covers_every_segment_written_before_it(tmp_path, monkeypatch, inline):
+    synced = []  # (segment file, bytes of records in it) at each fdatasync
+    threads = set()  # where the fdatasyncs ran
     real = os.fdatasync
 
     def spy(fd):
         real(fd)
+        threads.add(threading.get_ident())
         path = os.readlink(f"/proc/self/fd/{fd}")
         with open(path, "rb") as fh:  # records end where zeros laid down ahead begin
             synced.append((os.path.basename(path), W.decode_stream(fh.read())[1]))
 
     monkeypatch.setattr(W.os, "fdatasync", spy)
-    wal = W.Wal(tmp_path / "wal", segment_bytes=300)
+    wal = W.Wal(tmp_path / "wal", segment_bytes=300, inline_sync=quiet_reactor(inline, monkeypatch))
     try:
         for i in range(5):  # 101-byte records: two per segment, so segments 1-3
             seg, d = wal.append(W.OP_WRITE, "f", i * 81, b"x" * 81, sync=False)
@@ -691,10 +704,12 @@ async def test_wal_sync_covers_every_segment_written_before_it(tmp_path, monkeyp
     finally:
         wal.close()
     assert [r.data for r in W.Wal(tmp_path / "wal").replay()][-2:] == [b"y", b"z"]
+    assert (threads == {threading.get_ident()}) is inline
 
 
+@pytest.mark.parametrize("inline", [False, True], ids=["syncer-thread", "inline"])
 @pytest_twisted.ensureDeferred
-async def test_wal_directory_is_synced_once_a_new_segment_exists(tmp_path, monkeypatch):
+async def test_wal_directory_is_synced_once_a_new_segment_exists(tmp_path, monkeypatch, inline):
     dir_syncs = []
     real = os.fsync
 
@@ -704,7 +719,7 @@ async def test_wal_directory_is_synced_once_a_new_segment_exists(tmp_path, monke
             dir_syncs.append(fd)
 
     monkeypatch.setattr(W.os, "fsync", spy)
-    wal = W.Wal(tmp_path / "wal", segment_bytes=300)
+    wal = W.Wal(tmp_path / "wal", segment_bytes=300, inline_sync=quiet_reactor(inline, monkeypatch))
     try:
         await wal.sync()  # nothing appended yet: no segment file to name
         assert dir_syncs == []
@@ -716,6 +731,50 @@ async def test_wal_directory_is_synced_once_a_new_segment_exists(tmp_path, monke
         assert len(dir_syncs) == 2 and wal.segments() == [1, 2]
     finally:
         wal.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_wal_fsyncs_on_the_reactor_only_when_it_is_quiet_and_they_are_quick(tmp_path,
+                                                                                monkeypatch):
+    where = []  # the thread of each fdatasync
+    real = os.fdatasync
+
+    def spy(fd):
+        real(fd)
+        where.append(threading.get_ident())
+
+    monkeypatch.setattr(W.os, "fdatasync", spy)
+    monkeypatch.setattr(W, "INLINE_SYNC_SECONDS", 10.0)  # fsyncs here are never that slow
+    quiet = [True]
+    wal = W.Wal(tmp_path / "wal", inline_sync=lambda: quiet[0])
+    here = threading.get_ident()
+    try:
+        await wal.append(W.OP_WRITE, "f", 0, b"0", sync=False)[1]
+        await wal.sync()  # the segment is open, zeros laid ahead: small records go inline
+        del where[:]
+        seg, d = wal.append(W.OP_WRITE, "f", 0, b"a", sync=True)
+        assert d.called and where == [here]  # synced before append returned
+        await d
+        quiet[0] = False  # a call waits for the reactor: the syncer thread does it
+        await wal.append(W.OP_WRITE, "f", 1, b"b", sync=True)[1]
+        assert where[-1] != here
+        quiet[0] = True
+        wal.sync_seconds = W.INLINE_SYNC_SECONDS  # the last fsync was slow: not here
+        await wal.append(W.OP_WRITE, "f", 2, b"c", sync=True)[1]
+        assert where[-1] != here and wal.sync_seconds < W.INLINE_SYNC_SECONDS  # measured
+        await wal.append(W.OP_WRITE, "f", 3, b"d", sync=True)[1]  # quick again: here
+        assert where[-1] == here
+
+        def broken(fd):
+            raise OSError(5, "Input/output error")
+
+        monkeypatch.setattr(W.os, "fdatasync", broken)
+        with pytest.raises(StoreIOError):  # a failed fsync fails the record, here too
+            await wal.append(W.OP_WRITE, "f", 4, b"e", sync=True)[1]
+    finally:
+        wal.close()
+    assert [bytes(r.data) for r in W.Wal(tmp_path / "wal").replay()] == [b"0", b"a", b"b",
+                                                                         b"c", b"d", b"e"]
 
 
 @pytest_twisted.ensureDeferred
