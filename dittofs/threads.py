@@ -18,6 +18,11 @@ from twisted.python.threadpool import ThreadPool
 #: value is the result, or a Failure when ok is False.
 BatchProcessor = Callable[[list], list]
 
+#: An fsync that took longer than this (a rotating disk, network storage) is not done on
+#: the reactor's thread even when nothing else waits for it (see Wal._sync_here,
+#: LmdbMetadataStore._here): a call that came meanwhile would wait that long.
+INLINE_SYNC_SECONDS = 0.001
+
 #: Calls handed to worker threads (pools and batch workers) whose results the reactor has
 #: not had yet.  While there are any, a worker may need the GIL to finish: the reactor's
 #: busy polling (dittofs.leanpoll) waits for none, as it holds the GIL between polls.
@@ -75,7 +80,8 @@ class BatchWorker:
     the others.  While ``finish`` runs and nothing is queued, inline items are processed
     on the calling thread as when idle: a cheap change need not wait for an fsync of
     changes before it (``process`` must allow that, as LMDB allows a write transaction
-    during a sync)."""
+    during a sync).  An inline item that needs ``finish`` is processed and finished on
+    the calling thread only when the worker is idle."""
 
     def __init__(self, name: str, process: BatchProcessor, reactor: Any = None,
                  inline: Callable[[Any], bool] | None = None,
@@ -84,7 +90,8 @@ class BatchWorker:
         """``inline(item)``: True for items cheap enough (no fsync, no open) to process on
         the calling (reactor) thread when the worker is idle, saving two thread hand-offs.
         ``finish()``: run in the worker after ``process`` when an item of the batch
-        ``needs_finish(item)``; if it raises, those items fail with its error."""
+        ``needs_finish(item)`` (or after an inline one that does); if it raises, those
+        items fail with its error."""
         self.inline = inline
         self.finish = finish
         self.needs_finish = needs_finish
@@ -107,12 +114,17 @@ class BatchWorker:
                 self._finishing and not self._queue)) and self.inline(item)):
             # Only the reactor thread submits, and the worker runs ``process`` only for
             # what was queued: with nothing scheduled, or the worker in ``finish`` and
-            # nothing queued, nothing else can be inside ``process`` now.
-            try:
-                ok, value = self.process([item])[0]
-            except BaseException:
-                return defer.fail()
-            return defer.succeed(value) if ok else defer.fail(value)
+            # nothing queued, nothing else can be inside ``process`` now (nor, with
+            # nothing scheduled, inside ``finish``).
+            late = self.needs_finish is not None and self.needs_finish(item)
+            if not late or not self._scheduled:
+                try:
+                    ok, value = self.process([item])[0]
+                    if ok and late:
+                        self.finish()
+                except BaseException:
+                    return defer.fail()
+                return defer.succeed(value) if ok else defer.fail(value)
         global outstanding
         d: defer.Deferred = defer.Deferred()
         outstanding += 1

@@ -37,7 +37,7 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 
 from dittofs.metadata import errors as E
-from dittofs.threads import BatchWorker
+from dittofs.threads import INLINE_SYNC_SECONDS, BatchWorker
 
 OP_WRITE, OP_TRUNCATE, OP_DELETE = 1, 2, 3
 #: A file's metadata as of a flush, opaque to the WAL (see CachedPayloadService.flush).
@@ -58,9 +58,6 @@ _CHECK_SECONDS = 0.5  # ...or this long after it was found low
 OFFLOAD_BYTES = 256 * 1024
 #: Zeros are laid down this far ahead of small records, refilled when half is used.
 FILL_BYTES = 1024 * 1024
-#: Fsyncs that took longer than this (a rotating disk, network storage) are not done on
-#: the calling thread (see Wal._sync_here).
-INLINE_SYNC_SECONDS = 0.001
 _ZEROS = bytes(FILL_BYTES)
 #: A segment nothing needs any more is left behind for a new one (Wal.roll) once it holds
 #: this much, or any at all while the disk is nearly full.

@@ -19,9 +19,11 @@ def _memory(name: str, cfg: StoreConfig, config: Config) -> Any:
 
 
 def _lmdb(name: str, cfg: StoreConfig, config: Config) -> Any:
+    from dittofs import leanpoll
     from dittofs.metadata.stores.lmdb import DEFAULT_MAP_SIZE, LmdbMetadataStore
     path = cfg.options.get("path") or config.data_path / "metadata" / name
-    return LmdbMetadataStore(name, path, int(cfg.options.get("map_size", DEFAULT_MAP_SIZE)))
+    return LmdbMetadataStore(name, path, int(cfg.options.get("map_size", DEFAULT_MAP_SIZE)),
+                             inline_sync=leanpoll.quiet)
 
 
 def _postgres(name: str, cfg: StoreConfig, config: Config) -> Any:

@@ -5,6 +5,7 @@ Each test runs against memory, LMDB and a real PostgreSQL (a throwaway cluster).
 
 from __future__ import annotations
 
+import threading
 import uuid
 
 import pytest
@@ -15,6 +16,7 @@ from zope.interface.verify import verifyObject
 from dittofs.metadata import errors as E
 from dittofs.metadata.interfaces import IMetadataStore, ITransaction
 from dittofs.metadata.service import MetadataService
+from dittofs.metadata.stores import lmdb as lmdb_module
 from dittofs.metadata.stores.lmdb import LmdbMetadataStore
 from dittofs.metadata.stores.memory import MemoryMetadataStore
 from dittofs.metadata.stores.postgres import PostgresMetadataStore
@@ -338,3 +340,44 @@ async def test_lmdb_sync_covers_lazy_writes_and_is_free_when_there_are_none(tmp_
         assert len(batches) == n
     finally:
         await store.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_lmdb_durable_commits_are_done_on_the_quiet_reactor_while_fsyncs_are_quick(
+        tmp_path, monkeypatch):
+    where = []  # on the calling thread, for each fsync
+    real = LmdbMetadataStore._sync_env
+
+    def spy(self):
+        real(self)
+        where.append(threading.current_thread() is threading.main_thread())
+
+    monkeypatch.setattr(LmdbMetadataStore, "_sync_env", spy)
+    monkeypatch.setattr(lmdb_module, "INLINE_SYNC_SECONDS", 10.0)  # never too slow here
+    quiet = [True]
+    store = LmdbMetadataStore("m", tmp_path / "lmdb", inline_sync=lambda: quiet[0])
+    try:
+        share = await share_on(store)
+        del where[:]
+        d = defer.ensureDeferred(md.create(share, ALICE, share.root_id, b"a", FileType.REG))
+        assert d.called and where == [True]  # committed and fsynced before it returned
+        f = (await d).file
+        quiet[0] = False  # a call waits for the reactor: the writer thread does it
+        await store.transact(lambda t: t.put(t.get(f.fileid)._replace(size=1)))
+        assert where[-1] is False
+        quiet[0] = True
+        store.sync_seconds = 10.0  # the last fsync was slow: not on the reactor
+        await store.transact(lambda t: t.put(t.get(f.fileid)._replace(size=2)))
+        assert where[-1] is False and store.sync_seconds < 10.0  # measured again
+        await store.transact(lambda t: t.put(t.get(f.fileid)._replace(size=3)))
+        assert where[-1] is True
+        await store.transact(lambda t: t.put(t.get(f.fileid)._replace(size=4)), durable=False)
+        await store.sync()  # a sync of lazy writes, too
+        assert where[-1] is True and len(where) == 5
+    finally:
+        await store.close()
+    again = LmdbMetadataStore("m", tmp_path / "lmdb")
+    try:
+        assert (await again.get(f.fileid)).size == 4
+    finally:
+        await again.close()

@@ -184,3 +184,55 @@ async def test_calls_out_in_worker_threads_are_counted_until_their_results_are_b
         gate.set()
         w.stop()
         pool.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_inline_item_that_needs_finish_is_finished_here_only_when_the_worker_is_idle():
+    where = []  # (what, on the calling thread)
+    fail = []
+
+    def process(items):
+        where.append(("process", threading.current_thread() is threading.main_thread()))
+        if 500 in items:
+            gate.wait(5)
+        return [(True, i) for i in items]
+
+    def finish():
+        where.append(("finish", threading.current_thread() is threading.main_thread()))
+        if hold:
+            in_finish.set()
+            release.wait(5)
+        if fail:
+            raise OSError(5, "Input/output error")
+
+    gate, in_finish, release = threading.Event(), threading.Event(), threading.Event()
+    hold, here = [], [True]
+    w, r = make(process, inline=lambda item: here[0] and (item >= 1000 or item < 100),
+                finish=finish, needs_finish=lambda item: item >= 1000)
+    d = w.submit(1000)
+    assert d.called and d.result == 1000 and r.calls == 0  # committed and synced here
+    assert where == [("process", True), ("finish", True)]
+    del where[:]
+    busy = w.submit(500)  # the worker is busy: a durable item queues behind it
+    queued = w.submit(1001)
+    gate.set()
+    assert await busy == 500 and await queued == 1001
+    assert where == [("process", False), ("process", False), ("finish", False)] or \
+        where == [("process", False), ("finish", False)]  # one batch or two
+    assert ("finish", True) not in where
+    hold.append(1)
+    here[0] = False
+    first = w.submit(1003)  # to the worker, which then waits in its finish
+    assert in_finish.wait(5)
+    here[0] = True
+    lazy, durable = w.submit(5), w.submit(1004)
+    assert lazy.called and lazy.result == 5  # no finish needed: done here meanwhile
+    assert not durable.called  # never a second finish beside the worker's
+    hold.clear()
+    release.set()
+    assert await first == 1003 and await durable == 1004
+    assert ("finish", True) not in where
+    fail.append(1)
+    with pytest.raises(OSError):  # a failed finish fails the item, here too
+        await w.submit(1002)
+    w.stop()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import struct
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from dittofs.metadata import errors as E
 from dittofs.metadata.interfaces import IMetadataStore, ITransaction
 from dittofs.metadata.records import pack_record, unpack_record
 from dittofs.metadata.types import DirEntry, FileRecord
-from dittofs.threads import BatchWorker
+from dittofs.threads import INLINE_SYNC_SECONDS, BatchWorker
 
 _Q = struct.Struct(">Q")
 _q = struct.Struct(">q")
@@ -213,7 +214,9 @@ class LmdbMetadataStore:
     lazy_commits = True  # a non-durable commit is written, not synced (see _sync_env)
 
     def __init__(self, name: str, path: str | os.PathLike, map_size: int = DEFAULT_MAP_SIZE,
-                 reactor: Any = None) -> None:
+                 reactor: Any = None, inline_sync: Callable[[], bool] | None = None) -> None:
+        """``inline_sync()``: True when nothing waits for the calling (reactor) thread, so
+        that a durable commit and its fsync may be done there and then (see _here)."""
         self.name = name
         self.path = Path(path)
         try:
@@ -236,9 +239,11 @@ class LmdbMetadataStore:
         # A non-durable write (no sync) is a page-cache write: done inline when idle.
         # A durable batch's fsync runs after its commit (finish): non-durable writes of
         # the batch are answered before it, and new ones go on inline during it.
+        self.inline_sync = inline_sync
+        self.sync_seconds = 0.0  # how long the last fsync took
         self.writer = BatchWorker(f"lmdb-{name}", self._write_batch, reactor,
-                                  inline=lambda item: item[0] is not None and not item[1],
-                                  finish=self._sync_env, needs_finish=lambda item: item[1])
+                                  inline=self._here, finish=self._sync_env,
+                                  needs_finish=lambda item: item[1])
         self._closed = False
         # Non-durable writes submitted, and how many of them the last sync covered: a sync
         # with nothing new to cover (an idle server's background round) costs nothing.
@@ -304,11 +309,25 @@ class LmdbMetadataStore:
             results = [(False, fail)] * len(batch)
         return results
 
+    def _here(self, item: tuple) -> bool:
+        """Whether the writer's idle caller (the reactor) does this write itself: a
+        non-durable one always (a page-cache write); a durable one, commit and fsync, when
+        nothing else waits for the reactor and fsyncs are quick (the hand-off to the
+        writer thread and back costs about as much as the fsync: see Wal._sync_here)."""
+        fn, durable = item
+        if not durable:
+            return fn is not None
+        return (self.inline_sync is not None and self.sync_seconds < INLINE_SYNC_SECONDS
+                and self.inline_sync())
+
     def _sync_env(self) -> None:
+        started = time.monotonic()
         try:
             self.env.sync(True)
         except lmdb.Error as e:
             raise _store_error(e, "sync failed") from None
+        finally:
+            self.sync_seconds = time.monotonic() - started
 
     def get(self, fileid: int) -> defer.Deferred:
         try:
