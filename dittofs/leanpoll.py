@@ -32,7 +32,7 @@ tries a spin once in PROBE_EVERY turns.
 ``quiet()`` tells a caller on the reactor thread whether anything waits for the loop (a
 ready descriptor: a request come in, a worker thread's result, a socket that can take
 queued output), so that short blocking work can be done at once when nothing would wait
-for it (see dittofs.payload.wal, its fsyncs).
+for it: the fsyncs of the WAL (dittofs.payload.wal) and of the LMDB metadata store.
 """
 
 from __future__ import annotations

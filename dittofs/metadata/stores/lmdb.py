@@ -236,9 +236,10 @@ class LmdbMetadataStore:
         self.meta = env.open_db(b"meta")
         self.blocks = env.open_db(b"blocks")
         self.objects = env.open_db(b"objects")
-        # A non-durable write (no sync) is a page-cache write: done inline when idle.
-        # A durable batch's fsync runs after its commit (finish): non-durable writes of
-        # the batch are answered before it, and new ones go on inline during it.
+        # A non-durable write (no sync) is a page-cache write: done inline when idle, and
+        # a durable one too when nothing else waits for the reactor (see _here).  In the
+        # writer, a durable batch's fsync runs after its commit (finish): non-durable
+        # writes of the batch are answered before it, and new ones go on inline during it.
         self.inline_sync = inline_sync
         self.sync_seconds = 0.0  # how long the last fsync took
         self.writer = BatchWorker(f"lmdb-{name}", self._write_batch, reactor,
