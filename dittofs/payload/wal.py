@@ -37,7 +37,7 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 
 from dittofs.metadata import errors as E
-from dittofs.threads import INLINE_SYNC_SECONDS, BatchWorker
+from dittofs.threads import BatchWorker, InlineSync
 
 OP_WRITE, OP_TRUNCATE, OP_DELETE = 1, 2, 3
 #: A file's metadata as of a flush, opaque to the WAL (see CachedPayloadService.flush).
@@ -145,7 +145,7 @@ class Wal:
                  segment_bytes: int = SEGMENT_BYTES,
                  inline_sync: Callable[[], bool] | None = None) -> None:
         """``inline_sync()``: True when nothing waits for the calling (reactor) thread, so
-        that an fsync may be done there and then (see _sync_here)."""
+        that an fsync may be done there and then (see threads.InlineSync)."""
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.segment_bytes = segment_bytes
@@ -158,10 +158,10 @@ class Wal:
         self._fd: int | None = None
         self._fd_seg = 0
         self.writer = BatchWorker("wal", self._write_batch, reactor, inline=self._inline)
-        self.inline_sync = inline_sync
-        self.sync_seconds = 0.0  # how long the last fsync batch took
-        self.syncer = BatchWorker("wal-sync", self._sync_batch, reactor,
-                                  inline=None if inline_sync is None else self._sync_here)
+        self.sync_here = InlineSync(inline_sync)
+        self.syncer = BatchWorker("wal-sync",
+                                  lambda targets: self.sync_here.timed(self._sync_batch, targets),
+                                  reactor, inline=lambda target: self.sync_here.allowed())
         # Syncer thread only: segments from _sync_from on may hold unsynced records (those
         # left by an earlier process too); older ones are durable or gone.
         self._sync_from = existing[0] if existing else self.segment
@@ -187,15 +187,6 @@ class Wal:
         # A small record for the open segment is one write(2) into the page cache, a sync
         # barrier nothing at all: cheaper done at once than handed to the thread.
         return item is None or (item[1] == self._fd_seg and type(item[0]) is list)
-
-    def _sync_here(self, target: int) -> bool:
-        # Handing an fsync to the syncer thread and its result back costs two wake-ups: here
-        # ~30-40 us of the reactor's CPU and 60-90 us more wait for the caller, about as
-        # much as the fsync of a small record (~80 us).  When nothing else waits for the
-        # reactor (one client, waiting for this reply) and fsyncs are quick, the reactor
-        # does the fsync itself; otherwise the thread does, and requests that come
-        # meanwhile share its next one.
-        return self.sync_seconds < INLINE_SYNC_SECONDS and self.inline_sync()
 
     def segments(self) -> list[int]:
         return sorted(int(p.name[4:-4]) for p in self.dir.glob("wal-*.log"))
@@ -285,13 +276,12 @@ class Wal:
         return self._fd
 
     def _sync_batch(self, targets: list) -> list:
-        """Syncer thread (or the reactor's, when it is idle and inline_sync says so: never
+        """Syncer thread (or the reactor's, when it is idle and self.sync_here allows it: never
         both at once): make every segment up to the highest target durable.  Each target
         was submitted after the writer had written all appends before it, and segments
         below a target get no more appends, so once synced they are done."""
         target = max(targets)
         newest = 0  # the newest segment synced (a sync may come before its first append)
-        started = time.monotonic()
         try:
             for seg in range(self._sync_from, target + 1):
                 if seg == self._sync_fd_seg and self._sync_fd is not None:
@@ -322,8 +312,6 @@ class Wal:
             self._sync_from = target
         except OSError as e:
             return [(False, Failure(E.from_os_error(e, "WAL")))] * len(targets)
-        finally:
-            self.sync_seconds = time.monotonic() - started
         return [(True, None)] * len(targets)
 
     def _write_batch(self, batch: list) -> list:

@@ -11,6 +11,7 @@ import pytest_twisted
 from twisted.internet import defer, reactor
 from zope.interface.verify import verifyObject
 
+from dittofs import threads as TH
 from dittofs.metadata.errors import StoreIOError
 from dittofs.metadata.stores.memory import MemoryMetadataStore
 from dittofs.payload import service as service_module
@@ -660,7 +661,7 @@ def quiet_reactor(inline: bool, monkeypatch):
     it, or no inline_sync at all."""
     if not inline:
         return None
-    monkeypatch.setattr(W, "INLINE_SYNC_SECONDS", 3600.0)
+    monkeypatch.setattr(TH, "INLINE_SYNC_SECONDS", 3600.0)
     return lambda: True
 
 
@@ -744,7 +745,7 @@ async def test_wal_fsyncs_on_the_reactor_only_when_it_is_quiet_and_they_are_quic
         where.append(threading.get_ident())
 
     monkeypatch.setattr(W.os, "fdatasync", spy)
-    monkeypatch.setattr(W, "INLINE_SYNC_SECONDS", 10.0)  # fsyncs here are never that slow
+    monkeypatch.setattr(TH, "INLINE_SYNC_SECONDS", 10.0)  # fsyncs here are never that slow
     quiet = [True]
     wal = W.Wal(tmp_path / "wal", inline_sync=lambda: quiet[0])
     here = threading.get_ident()
@@ -759,9 +760,9 @@ async def test_wal_fsyncs_on_the_reactor_only_when_it_is_quiet_and_they_are_quic
         await wal.append(W.OP_WRITE, "f", 1, b"b", sync=True)[1]
         assert where[-1] != here
         quiet[0] = True
-        wal.sync_seconds = W.INLINE_SYNC_SECONDS  # the last fsync was slow: not here
+        wal.sync_here.seconds = TH.INLINE_SYNC_SECONDS  # the last fsync was slow: not here
         await wal.append(W.OP_WRITE, "f", 2, b"c", sync=True)[1]
-        assert where[-1] != here and wal.sync_seconds < W.INLINE_SYNC_SECONDS  # measured
+        assert where[-1] != here and wal.sync_here.seconds < TH.INLINE_SYNC_SECONDS  # measured
         await wal.append(W.OP_WRITE, "f", 3, b"d", sync=True)[1]  # quick again: here
         assert where[-1] == here
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import struct
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from dittofs.metadata import errors as E
 from dittofs.metadata.interfaces import IMetadataStore, ITransaction
 from dittofs.metadata.records import pack_record, unpack_record
 from dittofs.metadata.types import DirEntry, FileRecord
-from dittofs.threads import INLINE_SYNC_SECONDS, BatchWorker
+from dittofs.threads import BatchWorker, InlineSync
 
 _Q = struct.Struct(">Q")
 _q = struct.Struct(">q")
@@ -216,7 +215,8 @@ class LmdbMetadataStore:
     def __init__(self, name: str, path: str | os.PathLike, map_size: int = DEFAULT_MAP_SIZE,
                  reactor: Any = None, inline_sync: Callable[[], bool] | None = None) -> None:
         """``inline_sync()``: True when nothing waits for the calling (reactor) thread, so
-        that a durable commit and its fsync may be done there and then (see _here)."""
+        that a durable commit and its fsync may be done there and then (see
+        threads.InlineSync)."""
         self.name = name
         self.path = Path(path)
         try:
@@ -240,8 +240,7 @@ class LmdbMetadataStore:
         # a durable one too when nothing else waits for the reactor (see _here).  In the
         # writer, a durable batch's fsync runs after its commit (finish): non-durable
         # writes of the batch are answered before it, and new ones go on inline during it.
-        self.inline_sync = inline_sync
-        self.sync_seconds = 0.0  # how long the last fsync took
+        self.sync_here = InlineSync(inline_sync)
         self.writer = BatchWorker(f"lmdb-{name}", self._write_batch, reactor,
                                   inline=self._here, finish=self._sync_env,
                                   needs_finish=lambda item: item[1])
@@ -313,22 +312,17 @@ class LmdbMetadataStore:
     def _here(self, item: tuple) -> bool:
         """Whether the writer's idle caller (the reactor) does this write itself: a
         non-durable one always (a page-cache write); a durable one, commit and fsync, when
-        nothing else waits for the reactor and fsyncs are quick (the hand-off to the
-        writer thread and back costs about as much as the fsync: see Wal._sync_here)."""
+        self.sync_here allows it."""
         fn, durable = item
         if not durable:
             return fn is not None
-        return (self.inline_sync is not None and self.sync_seconds < INLINE_SYNC_SECONDS
-                and self.inline_sync())
+        return self.sync_here.allowed()
 
     def _sync_env(self) -> None:
-        started = time.monotonic()
         try:
-            self.env.sync(True)
+            self.sync_here.timed(self.env.sync, True)
         except lmdb.Error as e:
             raise _store_error(e, "sync failed") from None
-        finally:
-            self.sync_seconds = time.monotonic() - started
 
     def get(self, fileid: int) -> defer.Deferred:
         try:
