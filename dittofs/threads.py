@@ -109,7 +109,13 @@ class BatchWorker:
     on the calling thread as when idle: a cheap change need not wait for an fsync of
     changes before it (``process`` must allow that, as LMDB allows a write transaction
     during a sync).  An inline item that needs ``finish`` is processed and finished on
-    the calling thread only when the worker is idle."""
+    the calling thread only when the worker is idle.
+
+    Results come back in the order the items were submitted (save an inline item's while
+    the worker is in ``finish``): an item is processed inline only once the results of
+    those before it have been delivered, not merely computed.  A caller that learns a
+    later item's outcome thus knows every earlier one's: a COMMIT whose WAL record is
+    written knows whether the unstable writes queued before it were."""
 
     def __init__(self, name: str, process: BatchProcessor, reactor: Any = None,
                  inline: Callable[[Any], bool] | None = None,
@@ -133,19 +139,20 @@ class BatchWorker:
         self._cond = threading.Condition(threading.Lock())
         self._queue: list[tuple[Any, defer.Deferred]] = []
         self._scheduled = False  # items queued or being processed
+        self._undelivered = 0  # items submitted to the thread, results not yet delivered
         self._stopping = False
         # Started on first use, so that a daemonising fork after construction keeps it.
         self._thread: threading.Thread | None = None
 
     def submit(self, item: Any) -> defer.Deferred:
-        if (self.inline is not None and (not self._scheduled or (
+        if (self.inline is not None and (not self._undelivered or (
                 self._finishing and not self._queue)) and self.inline(item)):
             # Only the reactor thread submits, and the worker runs ``process`` only for
-            # what was queued: with nothing scheduled, or the worker in ``finish`` and
-            # nothing queued, nothing else can be inside ``process`` now (nor, with
-            # nothing scheduled, inside ``finish``).
+            # what was queued: with every result delivered, or the worker in ``finish``
+            # and nothing queued, nothing else can be inside ``process`` now (nor, with
+            # every result delivered, inside ``finish``).
             late = self.needs_finish is not None and self.needs_finish(item)
-            if not late or not self._scheduled:
+            if not late or not self._undelivered:
                 try:
                     ok, value = self.process([item])[0]
                     if ok and late:
@@ -156,6 +163,7 @@ class BatchWorker:
         global outstanding
         d: defer.Deferred = defer.Deferred()
         outstanding += 1
+        self._undelivered += 1
         with self._cond:
             self._queue.append((item, d))
             if not self._scheduled:
@@ -185,13 +193,13 @@ class BatchWorker:
                 failure = Failure()
                 results = [(False, failure)] * len(batch)
             if self.finish is None or self.needs_finish is None:
-                self.reactor.callFromThread(_deliver, batch, results)
+                self.reactor.callFromThread(self._deliver, batch, results)
                 continue
             late = [i for i, (item, _) in enumerate(batch) if self.needs_finish(item)]
             if len(late) < len(batch):
                 wait = set(late)
                 early = [i for i in range(len(batch)) if i not in wait]
-                self.reactor.callFromThread(_deliver, [batch[i] for i in early],
+                self.reactor.callFromThread(self._deliver, [batch[i] for i in early],
                                             [results[i] for i in early])
             if not late:
                 continue
@@ -203,7 +211,7 @@ class BatchWorker:
                 results = [r if not r[0] else (False, failure) for r in results]
             finally:
                 self._finishing = False
-            self.reactor.callFromThread(_deliver, [batch[i] for i in late],
+            self.reactor.callFromThread(self._deliver, [batch[i] for i in late],
                                         [results[i] for i in late])
 
     def stop(self) -> None:
@@ -215,13 +223,13 @@ class BatchWorker:
         if thread is not None:
             thread.join()
 
-
-def _deliver(batch: list, results: list) -> None:
-    """Reactor thread: fire a batch's Deferreds in the order the items were queued."""
-    global outstanding
-    outstanding -= len(batch)
-    for (_, d), (ok, value) in zip(batch, results, strict=True):
-        if ok:
-            d.callback(value)
-        else:
-            d.errback(value)
+    def _deliver(self, batch: list, results: list) -> None:
+        """Reactor thread: fire a batch's Deferreds in the order the items were queued."""
+        global outstanding
+        outstanding -= len(batch)
+        self._undelivered -= len(batch)
+        for (_, d), (ok, value) in zip(batch, results, strict=True):
+            if ok:
+                d.callback(value)
+            else:
+                d.errback(value)

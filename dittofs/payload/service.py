@@ -431,16 +431,22 @@ class CachedPayloadService:
             return False
         if self.wal is None:
             return False
-        if attrs is None:
-            await self.wal.sync()  # after every record queued before it
-            self._raise_lost(content_id)
-            return False
-        # One fsync for the content and the metadata: the record goes after every write
-        # to the file, and the segment holding it is trimmed only after a metadata sync
-        # (_sync_round), which covers the commit these attributes came from.
-        await self.wal.append(W.OP_ATTRS, content_id, 0, attrs, sync=True)[1]
+        try:
+            if attrs is None:
+                await self.wal.sync()  # after every record queued before it
+            else:
+                # One fsync for the content and the metadata: the record goes after every
+                # write to the file, and the segment holding it is trimmed only after a
+                # metadata sync (_sync_round), which covers the commit these attributes
+                # came from.
+                await self.wal.append(W.OP_ATTRS, content_id, 0, attrs, sync=True)[1]
+        except Exception:
+            # This flush fails: that reports an unstable write whose record failed before
+            # (or in the same batch as) its own, so the next flush need not fail again.
+            self._lost.pop(content_id, None)
+            raise
         self._raise_lost(content_id)
-        return True
+        return attrs is not None
 
     # -- statistics -------------------------------------------------------------
 

@@ -25,3 +25,18 @@ def gate_wal_writer(wal, fail=False):
 
     wal.writer.process = gated
     return opened
+
+
+def failing_wal_writer(wal):
+    """Fail every batch of the WAL writer (inline ones too) until the returned event is
+    set, as a disk returning EIO for a while would."""
+    healed = threading.Event()
+    real = wal.writer.process
+
+    def failing(batch):
+        if healed.is_set():
+            return real(batch)
+        return [(False, Failure(StoreIOError("WAL: [Errno 5] EIO")))] * len(batch)
+
+    wal.writer.process = failing
+    return healed

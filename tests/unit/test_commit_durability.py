@@ -32,7 +32,7 @@ from dittofs.rpc.message import AuthUnix, RpcCall
 from dittofs.rpc.program import CallContext
 from dittofs.runtime.shares import Share, ShareTable, owner_exists, redo_hook
 from dittofs.threads import LazyPool
-from tests.support.wal import gate_wal_writer
+from tests.support.wal import failing_wal_writer, gate_wal_writer
 
 CTX = CallContext(RpcCall(1, 100003, 3, 1, 1, AuthUnix(0, b"h", 0, 0, ()), 0),
                   ("127.0.0.1", 800), 1)
@@ -426,6 +426,32 @@ async def test_an_unstable_write_whose_wal_record_fails_is_reported_by_commit(tm
         st, _ = await h.write(C.WriteArgs(made.obj, 0, len(data), StableHow.FILE_SYNC, data),
                               CTX)
         assert st == NfsStat.NFS3ERR_IO
+    finally:
+        await share.payload.close()
+        await share.store.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_commit_whose_own_record_fails_too_reports_the_lost_unstable_write(tmp_path,
+                                                                                  hash_pool):
+    """The COMMIT's own WAL record can fail with (or after) an unstable write's: that COMMIT
+    reports the lost write, so once the disk is back the next COMMIT succeeds."""
+    h, root, share, md = await serve(tmp_path, hash_pool)
+    try:
+        st, made = await h.create(C.CreateArgs(DirOpArgs3(root, b"f"), (0, EMPTY_SATTR)), CTX)
+        assert st == NfsStat.NFS3_OK
+        healed = failing_wal_writer(share.payload.wal)
+        data = b"u" * (1 << 20)
+        st, wrote = await h.write(
+            C.WriteArgs(made.obj, 0, len(data), StableHow.UNSTABLE, data), CTX)
+        assert st == NfsStat.NFS3_OK and wrote.count == len(data)
+        st, _ = await h.commit(C.CommitArgs(made.obj, 0, 0), CTX)
+        assert st == NfsStat.NFS3ERR_IO
+        healed.set()
+        st, _ = await h.commit(C.CommitArgs(made.obj, 0, 0), CTX)
+        assert st == NfsStat.NFS3_OK
+        st, read = await h.read(C.ReadArgs(made.obj, 0, len(data)), CTX)
+        assert st == NfsStat.NFS3_OK and read.data == data
     finally:
         await share.payload.close()
         await share.store.close()

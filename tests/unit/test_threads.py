@@ -1,6 +1,7 @@
 """BatchWorker: one thread of its own, batches handed back in one call, in order."""
 
 import threading
+import time
 
 import pytest
 import pytest_twisted
@@ -91,6 +92,63 @@ async def test_inline_items_run_on_the_caller_only_when_idle():
     assert await w.submit(500) == 500
     assert seen == [(True, [1]), (False, [500])]
     w.stop()
+
+
+class HoldingReactor:
+    """The real reactor, but the worker's hand-backs wait until released."""
+
+    def __init__(self):
+        self.held = []
+        self.handed = threading.Event()
+
+    def callFromThread(self, fn, *args):
+        self.held.append((fn, args))
+        self.handed.set()
+
+    def release(self):
+        for fn, args in self.held:
+            reactor.callFromThread(fn, *args)
+        self.held = []
+
+
+@pytest_twisted.ensureDeferred
+async def test_no_inline_item_overtakes_a_result_computed_but_not_yet_delivered():
+    """The worker has processed an item and gone idle, its result on the way back: an
+    inline item after it goes to the worker too, so its outcome never comes first."""
+    where = []
+
+    def process(items):
+        where.append((threading.current_thread() is threading.main_thread(), list(items)))
+        return [(True, i) for i in items]
+
+    r = HoldingReactor()
+    w = BatchWorker("test-batch", process, r, inline=lambda item: item < 100)
+    try:
+        first = w.submit(500)
+        assert r.handed.wait(5)
+        for _ in range(500):  # the worker goes back to waiting for work
+            if not w._scheduled:
+                break
+            time.sleep(0.01)
+        second = w.submit(1)
+        assert not second.called  # not processed here, ahead of the first's result
+        for _ in range(500):
+            if len(r.held) == 2:
+                break
+            time.sleep(0.01)
+        assert not first.called and not second.called
+        order = []
+        first.addCallback(lambda v: order.append(v) or v)
+        second.addCallback(lambda v: order.append(v) or v)
+        r.release()
+        assert await second == 1 and await first == 500
+        assert order == [500, 1]
+        assert where == [(False, [500]), (False, [1])]
+        third = w.submit(2)  # every result delivered: inline again
+        assert third.called and third.result == 2 and where[-1] == (True, [2])
+    finally:
+        w.stop()
+        r.release()
 
 
 @pytest_twisted.ensureDeferred
