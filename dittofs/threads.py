@@ -128,7 +128,8 @@ class BatchWorker:
         items fail with its error."""
         self.inline = inline
         self.finish = finish
-        self.needs_finish = needs_finish
+        # Without finish, nothing needs it (nor waits for it).
+        self.needs_finish = needs_finish if finish is not None else None
         self._finishing = False  # the worker is in ``finish``, its batch processed
         if reactor is None:
             from twisted.internet import reactor as default_reactor
@@ -192,7 +193,7 @@ class BatchWorker:
             except BaseException:
                 failure = Failure()
                 results = [(False, failure)] * len(batch)
-            if self.finish is None or self.needs_finish is None:
+            if self.needs_finish is None:
                 self.reactor.callFromThread(self._deliver, batch, results)
                 continue
             late = [i for i, (item, _) in enumerate(batch) if self.needs_finish(item)]

@@ -294,3 +294,13 @@ async def test_an_inline_item_that_needs_finish_is_finished_here_only_when_the_w
     with pytest.raises(OSError):  # a failed finish fails the item, here too
         await w.submit(1002)
     w.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_without_finish_no_item_waits_for_one():
+    w, _ = make(lambda items: [(True, i) for i in items], inline=lambda item: item < 100,
+                needs_finish=lambda item: True)
+    d = w.submit(1)
+    assert d.called and d.result == 1  # here, and no finish to call
+    assert await w.submit(500) == 500
+    w.stop()
