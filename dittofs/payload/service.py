@@ -77,7 +77,7 @@ class CachedPayloadService:
         self._wal_syncer.clock = reactor
         self.wal_sync_s = wal_sync_ms / 1000
         self._synced_bytes = 0
-        self._syncing = False
+        self._round: defer.Deferred | None = None  # a background sync round in flight
         self._unwritten = 0  # bytes of unstable writes whose WAL record is not written yet
         self._lost: dict[str, Failure] = {}  # content id -> why such a record failed
         self.started = False
@@ -147,6 +147,9 @@ class CachedPayloadService:
             self._ticker.stop()
         if self._wal_syncer.running:
             self._wal_syncer.stop()
+        if self._round is not None:
+            # A background round still using the stores: it ends before they close.
+            await self._round
         if self.wal is not None:
             await self.wal.sync()
         uploads = self.transfer.wait_clean(list(self.cache.dirty.values()))
@@ -179,11 +182,15 @@ class CachedPayloadService:
         return current
 
     def _sync_wal(self) -> None:
-        if not self._syncing:
-            self._syncing = True
+        if self._round is None:
             d = defer.ensureDeferred(self._sync_round())
             d.addErrback(lambda f: log.failure("background sync failed", f))
-            d.addBoth(lambda _: setattr(self, "_syncing", False))
+            if not d.called:
+                self._round = d
+                d.addBoth(self._round_ended)
+
+    def _round_ended(self, _: Any) -> None:
+        self._round = None
 
     async def _sync_round(self, closing: bool = False) -> None:
         """What was acknowledged without an fsync (unstable writes, the writeback tier)

@@ -908,3 +908,41 @@ async def test_records_of_deleted_files_leave_the_disk_without_more_writes(
         assert await p.read_at("g", 0, 5) == b"after"
     finally:
         await p.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_close_waits_for_a_background_sync_round_before_closing_the_store(hash_pool,
+                                                                              tmp_path):
+    """A shutdown in the middle of a background sync round: close (after which the server
+    closes the metadata stores) waits for the round, so it never meets a closed store
+    (seen: "background sync failed ... metadata store 'default' is closed" in a server's
+    log at shutdown)."""
+    objects = MemoryMetadataStore("m")
+    p = CachedPayloadService("p", MemoryBlockStore(), objects, hash_pool,
+                             wal=W.Wal(tmp_path / "wal"), wal_sync_ms=60000)
+    await p.start()
+    await p.write_at("f", 0, b"acknowledged from memory", sync=False)
+    events, held = [], defer.Deferred()
+    real_sync = objects.sync
+
+    async def sync():
+        first = "sync" not in events
+        events.append("sync")
+        if first:
+            await held  # the background round, still at its metadata sync
+        await real_sync()
+        events.append("synced")
+
+    objects.sync = lambda: defer.ensureDeferred(sync())
+    p._sync_wal()  # as its timer starts it
+    for _ in range(100):
+        if events:
+            break
+        await _settle(0.01)
+    assert events == ["sync"]
+    closing = defer.ensureDeferred(p.close())
+    await _settle(0.05)
+    assert not closing.called and events == ["sync"]
+    held.callback(None)
+    await closing
+    assert events == ["sync", "synced", "sync", "synced"]  # the round's, then close's own
