@@ -332,7 +332,13 @@ class TransferManager:
         return taken
 
     async def release_all(self, digests: list[bytes]) -> None:
-        """Release blobs freed by block-map changes that are now synced."""
-        for digest in digests:
-            await self.release(digest)
+        """Release blobs freed by block-map changes that are now synced.  If the metadata
+        store fails, the rest wait for the next sync round: nothing else would delete
+        them."""
+        for i, digest in enumerate(digests):
+            try:
+                await self.release(digest)
+            except Exception:
+                self.unsynced_releases[:0] = digests[i:]
+                raise
 

@@ -946,3 +946,35 @@ async def test_close_waits_for_a_background_sync_round_before_closing_the_store(
     held.callback(None)
     await closing
     assert events == ["sync", "synced", "sync", "synced"]  # the round's, then close's own
+
+
+@pytest_twisted.ensureDeferred
+async def test_blobs_whose_release_failed_are_released_by_the_next_sync_round(hash_pool,
+                                                                             tmp_path):
+    """A blob freed by an unsynced delete is deleted after the next metadata sync; if the
+    metadata store fails while that round releases it, the round after does it."""
+    store = MemoryBlockStore()
+    objects = MemoryMetadataStore("m")
+    p = make(hash_pool, store=store, objects=objects, wal_dir=tmp_path / "wal")
+    await p.start()
+    try:
+        await p.write_at("f", 0, os.urandom(BLOCK_SIZE + 100))
+        await p.flush("f", remote=True)
+        assert len(store.blobs) == 2
+        assert not await p.delete("f", sync=False)
+        assert len(store.blobs) == 2  # until the next metadata sync
+        real_transact, failing = objects.transact, [1]
+
+        def transact(fn, write=True, durable=True):
+            if not write and failing:
+                failing.clear()
+                return defer.fail(StoreIOError("metadata store: EIO"))
+            return real_transact(fn, write, durable)
+        objects.transact = transact
+        with pytest.raises(StoreIOError):
+            await p._sync_round()
+        assert len(store.blobs) == 2
+        await p._sync_round()
+        assert store.blobs == {}
+    finally:
+        await p.close()
