@@ -403,55 +403,50 @@ async def test_a_store_whose_commits_are_all_durable_logs_no_metadata_in_the_wal
     await p.close()
 
 
+@pytest.mark.parametrize("failing", ["one batch", "every batch for a while"])
 @pytest_twisted.ensureDeferred
-async def test_an_unstable_write_whose_wal_record_fails_is_reported_by_commit(tmp_path,
-                                                                             hash_pool):
+async def test_an_unstable_write_whose_wal_record_fails_is_reported_by_commit_once(
+        tmp_path, hash_pool, failing):
     """An UNSTABLE WRITE is answered before its WAL record is written; if the record then
-    fails, the COMMIT that would promise the bytes fails instead (once), while a FILE_SYNC
-    WRITE still waits for its record and reports the failure itself."""
+    fails, the COMMIT that would promise the bytes fails instead, once: also when that
+    COMMIT's own record fails with it (in the same batch, or while the disk stays bad),
+    the next COMMIT, its record written, succeeds."""
     h, root, share, md = await serve(tmp_path, hash_pool)
     try:
         st, made = await h.create(C.CreateArgs(DirOpArgs3(root, b"f"), (0, EMPTY_SATTR)), CTX)
         assert st == NfsStat.NFS3_OK
-        gate_wal_writer(share.payload.wal, fail=True).set()
+        if failing == "one batch":
+            gate_wal_writer(share.payload.wal, fail=True).set()
+        else:
+            healed = failing_wal_writer(share.payload.wal)
         data = b"u" * (1 << 20)
         st, wrote = await h.write(
             C.WriteArgs(made.obj, 0, len(data), StableHow.UNSTABLE, data), CTX)
         assert st == NfsStat.NFS3_OK and wrote.count == len(data)
         st, _ = await h.commit(C.CommitArgs(made.obj, 0, 0), CTX)
         assert st == NfsStat.NFS3ERR_IO
+        if failing != "one batch":
+            healed.set()
         st, _ = await h.commit(C.CommitArgs(made.obj, 0, 0), CTX)
         assert st == NfsStat.NFS3_OK
-        gate_wal_writer(share.payload.wal, fail=True).set()
-        st, _ = await h.write(C.WriteArgs(made.obj, 0, len(data), StableHow.FILE_SYNC, data),
-                              CTX)
-        assert st == NfsStat.NFS3ERR_IO
+        st, read = await h.read(C.ReadArgs(made.obj, 0, len(data)), CTX)
+        assert st == NfsStat.NFS3_OK and read.data == data
     finally:
         await share.payload.close()
         await share.store.close()
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_commit_whose_own_record_fails_too_reports_the_lost_unstable_write(tmp_path,
-                                                                                  hash_pool):
-    """The COMMIT's own WAL record can fail with (or after) an unstable write's: that COMMIT
-    reports the lost write, so once the disk is back the next COMMIT succeeds."""
+async def test_a_file_sync_write_whose_wal_record_fails_reports_it_itself(tmp_path, hash_pool):
     h, root, share, md = await serve(tmp_path, hash_pool)
     try:
         st, made = await h.create(C.CreateArgs(DirOpArgs3(root, b"f"), (0, EMPTY_SATTR)), CTX)
         assert st == NfsStat.NFS3_OK
-        healed = failing_wal_writer(share.payload.wal)
-        data = b"u" * (1 << 20)
-        st, wrote = await h.write(
-            C.WriteArgs(made.obj, 0, len(data), StableHow.UNSTABLE, data), CTX)
-        assert st == NfsStat.NFS3_OK and wrote.count == len(data)
-        st, _ = await h.commit(C.CommitArgs(made.obj, 0, 0), CTX)
+        gate_wal_writer(share.payload.wal, fail=True).set()
+        data = b"s" * (1 << 20)
+        st, _ = await h.write(C.WriteArgs(made.obj, 0, len(data), StableHow.FILE_SYNC, data),
+                              CTX)
         assert st == NfsStat.NFS3ERR_IO
-        healed.set()
-        st, _ = await h.commit(C.CommitArgs(made.obj, 0, 0), CTX)
-        assert st == NfsStat.NFS3_OK
-        st, read = await h.read(C.ReadArgs(made.obj, 0, len(data)), CTX)
-        assert st == NfsStat.NFS3_OK and read.data == data
     finally:
         await share.payload.close()
         await share.store.close()
