@@ -137,6 +137,29 @@ def to_setattrs(s: Any) -> SetAttrs:
     return SetAttrs(s.mode, s.uid, s.gid, s.size, how(s.atime), how(s.mtime))
 
 
+def _access_mask(bits: int, is_dir: bool) -> int:
+    """The ACCESS3 bits that Unix permission bits ``bits`` (R|W|X) grant."""
+    mask = Access.READ if bits & R else 0
+    if is_dir:
+        if bits & X:
+            mask |= Access.LOOKUP | Access.EXECUTE
+            if bits & W:
+                mask |= Access.MODIFY | Access.EXTEND | Access.DELETE
+    else:
+        if bits & X:
+            mask |= Access.EXECUTE
+        if bits & W:
+            mask |= Access.MODIFY | Access.EXTEND
+    return int(mask)
+
+
+#: By (is a directory, R|W|X granted): plain ints, computed once (IntFlag arithmetic per
+#: call cost ~2 us of an ~13 us ACCESS).
+_ACCESS_MASKS = tuple(tuple(_access_mask(bits, is_dir) for bits in range(8))
+                      for is_dir in (False, True))
+_NOT_WRITING = ~int(Access.MODIFY | Access.EXTEND | Access.DELETE)
+
+
 class NfsHandlers:
     """The NFSv3 program over a share table and the metadata/payload services."""
 
@@ -235,23 +258,11 @@ class NfsHandlers:
         try:
             share, fid = self.resolve(a.object, ctx)
             rec, bits = await self.md.access(share, self.identity(share, ctx), fid)
-            mask = 0
-            if bits & R:
-                mask |= Access.READ
-            if rec.ftype == FileType.DIR:
-                if bits & X:
-                    mask |= Access.LOOKUP | Access.EXECUTE
-                    if bits & W:
-                        mask |= Access.MODIFY | Access.EXTEND | Access.DELETE
-            else:
-                if bits & X:
-                    mask |= Access.EXECUTE
-                if bits & W:
-                    mask |= Access.MODIFY | Access.EXTEND
+            mask = _ACCESS_MASKS[rec.ftype == FileType.DIR][bits]
             cred = ctx.call.cred
             if share.read_only or (share.acl is not None and cred is not None and share.level(
                     cred.uid, cred.gid, cred.gids) == "read"):
-                mask &= ~(Access.MODIFY | Access.EXTEND | Access.DELETE)
+                mask &= _NOT_WRITING
             return OK, C.AccessOk(fattr(share, rec), a.access & mask)
         except Exception as e:
             return status_of(e, "ACCESS"), await self.post_attr(share, fid)

@@ -175,6 +175,14 @@ def test_lookup_and_access(c, workdir):
     assert ac.access == Access.READ | Access.MODIFY | Access.EXTEND  # 0644, owner, no x
     st, ac = c.nfs(Proc.ACCESS, C.AccessArgs(workdir, all_bits))
     assert ac.access == all_bits  # our own 0755 directory
+    st, tool = create(c, workdir, b"tool", attrs=sattr(mode=0o755))
+    st, ac = c.nfs(Proc.ACCESS, C.AccessArgs(tool.obj, all_bits))
+    assert ac.access == Access.READ | Access.MODIFY | Access.EXTEND | Access.EXECUTE
+    st, d = c.nfs(Proc.MKDIR, C.MkdirArgs(DirOpArgs3(workdir, b"r-x"), sattr(mode=0o555)))
+    st, ac = c.nfs(Proc.ACCESS, C.AccessArgs(d.obj, all_bits))
+    assert ac.access == Access.READ | Access.LOOKUP | Access.EXECUTE  # no MODIFY or DELETE
+    st, ac = c.nfs(Proc.ACCESS, C.AccessArgs(d.obj, Access.LOOKUP | Access.MODIFY))
+    assert ac.access == Access.LOOKUP  # only what was asked, of what is granted
 
 
 def test_access_for_other_user(server, workdir, c):
