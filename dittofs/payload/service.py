@@ -183,11 +183,9 @@ class CachedPayloadService:
 
     def _sync_wal(self) -> None:
         if self._round is None:
-            d = defer.ensureDeferred(self._sync_round())
+            self._round = d = defer.ensureDeferred(self._sync_round())
             d.addErrback(lambda f: log.failure("background sync failed", f))
-            if not d.called:
-                self._round = d
-                d.addBoth(self._round_ended)
+            d.addBoth(self._round_ended)  # at once if the round is already over
 
     def _round_ended(self, _: Any) -> None:
         self._round = None
