@@ -410,7 +410,8 @@ async def test_an_unstable_write_whose_wal_record_fails_is_reported_by_commit_on
     """An UNSTABLE WRITE is answered before its WAL record is written; if the record then
     fails, the COMMIT that would promise the bytes fails instead, once: also when that
     COMMIT's own record fails with it (in the same batch, or while the disk stays bad),
-    the next COMMIT, its record written, succeeds."""
+    the next COMMIT, its record written, succeeds.  A FILE_SYNC WRITE still waits for its
+    record and reports the failure itself."""
     h, root, share, md = await serve(tmp_path, hash_pool)
     try:
         st, made = await h.create(C.CreateArgs(DirOpArgs3(root, b"f"), (0, EMPTY_SATTR)), CTX)
@@ -431,19 +432,7 @@ async def test_an_unstable_write_whose_wal_record_fails_is_reported_by_commit_on
         assert st == NfsStat.NFS3_OK
         st, read = await h.read(C.ReadArgs(made.obj, 0, len(data)), CTX)
         assert st == NfsStat.NFS3_OK and read.data == data
-    finally:
-        await share.payload.close()
-        await share.store.close()
-
-
-@pytest_twisted.ensureDeferred
-async def test_a_file_sync_write_whose_wal_record_fails_reports_it_itself(tmp_path, hash_pool):
-    h, root, share, md = await serve(tmp_path, hash_pool)
-    try:
-        st, made = await h.create(C.CreateArgs(DirOpArgs3(root, b"f"), (0, EMPTY_SATTR)), CTX)
-        assert st == NfsStat.NFS3_OK
         gate_wal_writer(share.payload.wal, fail=True).set()
-        data = b"s" * (1 << 20)
         st, _ = await h.write(C.WriteArgs(made.obj, 0, len(data), StableHow.FILE_SYNC, data),
                               CTX)
         assert st == NfsStat.NFS3ERR_IO
