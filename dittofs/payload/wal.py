@@ -3,7 +3,17 @@
 Record: crc32 (4) | body length (4) | op (1) | content-id length (2) | offset or size (8)
 | content id | data.  The CRC covers everything after itself, so a torn or partly
 written record is detected and replay stops there.  Segments are files
-``wal-<n>.log``; a segment is deleted once every change it holds is in the block store.
+``wal-<n>.log``; a segment is let go once every change it holds is in the block store.
+
+A segment let go is kept, up to SPARE_SEGMENTS of them, as ``spare-<n>.log`` and reused
+for a later segment (renamed): records then overwrite blocks the filesystem has allocated
+and, mostly, pages it still caches, where a new file's pages and blocks must be allocated
+as it grows (writing 64 MiB into a new file cost ~8x the overwrite here, and an fdatasync
+that grows a file commits the journal).  The CRC is seeded with the segment's number, so
+the records a reused file still holds from its earlier segments fail it and replay stops
+where the new records end.  So no file may hold records of a number its next segment
+could have: a new WAL's numbers start past every ``wal-`` and ``spare-`` file's, and a
+spare's new name is made durable before any record goes into it.
 
 Appends happen in one writer thread that writes everything queued in order; a small
 unsynced append is written inline when the writer is idle, a large record is checksummed
@@ -46,7 +56,10 @@ OP_ATTRS = 4
 OP_CREATE = 5
 _HDR = struct.Struct(">IIBHQ")
 _TAIL = struct.Struct(">BHQ")
+_SEED = struct.Struct(">Q")
 SEGMENT_BYTES = 64 * 1024 * 1024
+#: Segments let go are kept for reuse, this many at most (none while space is low).
+SPARE_SEGMENTS = 4
 #: New writes are refused (NoSpace) while the WAL's filesystem has less free space than
 #: this share of its size (at most RESERVE_MAX): what is left lets deletes and truncates,
 #: which need metadata commits, free space again instead of failing too.
@@ -89,16 +102,30 @@ class WalRecord(NamedTuple):
     segment: int = 0
 
 
-def encode_parts(op: int, content_id: str, offset: int, data: Any = b"") -> list:
-    """The record as buffers for writev, without copying ``data``."""
+def segment_seed(segment: int) -> int:
+    """The CRC's starting value for records of ``segment``."""
+    return zlib.crc32(_SEED.pack(segment))
+
+
+def encode_parts(op: int, content_id: str, offset: int, data: Any, seed: int) -> list:
+    """The record as buffers for writev, without copying ``data``; ``seed``: its
+    segment's (segment_seed)."""
     cid = content_id.encode()
     tail = _TAIL.pack(op, len(cid), offset)
-    crc = zlib.crc32(data, zlib.crc32(cid, zlib.crc32(tail)))
+    crc = zlib.crc32(data, zlib.crc32(cid, zlib.crc32(tail, seed)))
     body_len = len(tail) + len(cid) + len(data)
     return [struct.pack(">II", crc, body_len) + tail + cid, data]
 
 
 _IOV_MAX = min(os.sysconf("SC_IOV_MAX"), 1024)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _write_all(fd: int | None, parts: list) -> None:
@@ -117,18 +144,20 @@ def _write_all(fd: int | None, parts: list) -> None:
             view = view[os.write(fd, view):]
 
 
-def decode_stream(buf: bytes, segment: int = 0) -> tuple[list[WalRecord], int]:
-    """Decode records from ``buf``; return them and the offset where decoding stopped
-    (the end, or the start of a torn or corrupt record)."""
+def decode_stream(buf: bytes, segment: int) -> tuple[list[WalRecord], int]:
+    """Decode the records of ``segment`` from ``buf``; return them and the offset where
+    decoding stopped (the end, or the start of a torn or corrupt record, or of one from
+    an earlier segment the file was used for)."""
     out = []
     pos = 0
     mv = memoryview(buf)
+    seed = segment_seed(segment)
     while pos + _HDR.size <= len(buf):
         crc, body_len, op, cid_len, offset = _HDR.unpack_from(buf, pos)
         end = pos + 8 + body_len
         if body_len < _TAIL.size + cid_len or end > len(buf):
             break
-        if zlib.crc32(mv[pos + 8:end]) != crc:
+        if zlib.crc32(mv[pos + 8:end], seed) != crc:
             break
         cid_start = pos + _HDR.size
         cid = bytes(mv[cid_start:cid_start + cid_len]).decode()
@@ -150,10 +179,23 @@ class Wal:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.segment_bytes = segment_bytes
         existing = self.segments()
-        self.segment = (existing[-1] + 1) if existing else 1  # never append to an old one
-        self._oldest = existing[0] if existing else self.segment  # the oldest not trimmed
+        # Reactor thread: spare files as (the number of the segment each last was, size);
+        # segments starting in one, and its number (the writer renames it when it opens
+        # the segment).
+        self._spares: list[tuple[int, int]] = []
+        self._recycle: dict[int, int] = {}
+        for path in sorted(self.dir.glob("spare-*.log"), reverse=True):  # newest kept
+            if len(self._spares) < SPARE_SEGMENTS:
+                self._spares.insert(0, (int(path.name[6:-4]), path.stat().st_size))
+            else:
+                path.unlink()
         self._seg_size = 0  # record bytes in the segment being appended to
-        self._filled = 0  # ...and the end of the zeros laid down (or queued) in it
+        # ...and the end of the zeros laid down (or queued) in it, or of a spare's content
+        self._filled = 0
+        # Never append to an old segment, nor use a number below a file's.
+        self.segment = max(existing[-1:] + [n for n, _ in self._spares] + [0])
+        self._next_segment()
+        self._oldest = existing[0] if existing else self.segment  # the oldest not trimmed
         self._seg_bytes: dict[int, int] = {}  # record bytes per segment (size, metrics)
         self._fd: int | None = None
         self._fd_seg = 0
@@ -180,6 +222,12 @@ class Wal:
     def _check_space(self) -> None:
         st = os.statvfs(self.dir)
         self.low_space = st.f_bavail * st.f_frsize < self.reserve
+        if self.low_space and self._spares:  # free their space first
+            for n, _ in self._spares:
+                self._spare_path(n).unlink(missing_ok=True)
+            self._spares.clear()
+            st = os.statvfs(self.dir)
+            self.low_space = st.f_bavail * st.f_frsize < self.reserve
         self._checked_bytes = self.appended
         self._checked_time = time.monotonic()
 
@@ -193,6 +241,19 @@ class Wal:
 
     def _path(self, n: int) -> Path:
         return self.dir / f"wal-{n:016d}.log"
+
+    def _spare_path(self, n: int) -> Path:
+        return self.dir / f"spare-{n:016d}.log"
+
+    def _next_segment(self) -> None:
+        """Let the next record start a new segment, in a spare file if one is kept."""
+        self.segment += 1
+        self._seg_size = self._filled = 0
+        self._seed = segment_seed(self.segment)
+        if self._spares:
+            n, size = self._spares.pop()
+            self._recycle[self.segment] = n
+            self._filled = min(size, self.segment_bytes)  # allocated: no zeros needed
 
     def replay(self) -> Iterator[WalRecord]:
         """Every intact record of the existing segments, oldest first."""
@@ -214,15 +275,13 @@ class Wal:
                 self._check_space()
             if self.low_space:
                 raise E.NoSpace(f"WAL: less than {self.reserve} bytes free in {self.dir}")
-        if len(data) >= OFFLOAD_BYTES:
-            parts: Any = (op, content_id, offset, data)  # encoded by the writer thread
-            size = _HDR.size + len(content_id.encode()) + len(data)
-        else:
-            parts = encode_parts(op, content_id, offset, data)
-            size = len(parts[0]) + len(parts[1])
+        size = _HDR.size + len(content_id.encode()) + len(data)
         if self._seg_size and self._seg_size + size > self.segment_bytes:
-            self.segment += 1
-            self._seg_size = self._filled = 0
+            self._next_segment()
+        if len(data) >= OFFLOAD_BYTES:  # encoded by the writer thread
+            parts: Any = (op, content_id, offset, data, self._seed)
+        else:
+            parts = encode_parts(op, content_id, offset, data, self._seed)
         self._seg_size += size
         self.appended += size
         seg = self.segment
@@ -250,8 +309,7 @@ class Wal:
         freed by deleting files: every append fails first."""
         if self._seg_size < ROLL_BYTES and not (self.low_space and self._seg_size):
             return False
-        self.segment += 1
-        self._seg_size = self._filled = 0
+        self._next_segment()
         # Both threads let go of the old segment: the writer after its last records, the
         # syncer after syncing them (a sync whose target, the new segment, has no file yet
         # closes its descriptor).  A failure there is met again by the next sync.
@@ -269,9 +327,24 @@ class Wal:
             return self._fd
         if self._fd is not None:
             os.close(self._fd)  # the syncer fsyncs it through its own descriptor
-        # Not O_APPEND: records go at the file offset, over the zeros laid down ahead.
-        # A segment is only ever opened once, new (a restart starts a new one).
-        self._fd = os.open(self._path(seg), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            self._fd = None
+        # Not O_APPEND: records go at the file offset, over the zeros laid down ahead (or
+        # a spare's old records).  A segment is only ever opened once (a restart starts a
+        # new one).
+        path = self._path(seg)
+        spare = self._recycle.pop(seg, None)
+        if spare is not None:
+            try:
+                os.rename(self._spare_path(spare), path)
+            except FileNotFoundError:
+                spare = None
+            else:
+                # The name is durable before any record of ``seg`` goes in: a crash must
+                # not leave them in a file named for a lower number, to be valid again
+                # once that file is reused for ``seg`` (see the module's docstring).
+                _fsync_dir(self.dir)
+        flags = os.O_WRONLY if spare is not None else os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        self._fd = os.open(path, flags, 0o600)
         self._fd_seg = seg
         return self._fd
 
@@ -303,11 +376,7 @@ class Wal:
                 os.close(self._sync_fd)
                 self._sync_fd, self._sync_fd_seg = None, 0
             if newest > self._dir_synced:  # new segments' names must survive too
-                dfd = os.open(self.dir, os.O_RDONLY)
-                try:
-                    os.fsync(dfd)
-                finally:
-                    os.close(dfd)
+                _fsync_dir(self.dir)
                 self._dir_synced = newest
             self._sync_from = target
         except OSError as e:
@@ -359,12 +428,19 @@ class Wal:
             pass
 
     def trim(self, keep_from: int) -> None:
-        """Delete segments older than ``keep_from`` (never the one being appended to).
-        Called after every upload: it walks the numbers, not the directory."""
+        """Let go of segments older than ``keep_from`` (never the one being appended to):
+        keep them as spares, or delete them.  Called after every upload: it walks the
+        numbers, not the directory."""
         stop = min(keep_from, self.segment)
         while self._oldest < stop and self._oldest != self._fd_seg:
+            path = self._path(self._oldest)
             try:
-                self._path(self._oldest).unlink()
+                if self.low_space or len(self._spares) >= SPARE_SEGMENTS:
+                    path.unlink()
+                else:
+                    size = path.stat().st_size
+                    path.rename(self._spare_path(self._oldest))
+                    self._spares.append((self._oldest, size))
             except FileNotFoundError:
                 pass
             self._seg_bytes.pop(self._oldest, None)

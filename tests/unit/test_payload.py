@@ -79,7 +79,7 @@ def test_block_merge_keeps_newer_writes():
 
 
 def test_wal_record_vector_and_torn_tail():
-    parts = W.encode_parts(W.OP_WRITE, "m/00001", 16, b"hello")
+    parts = W.encode_parts(W.OP_WRITE, "m/00001", 16, b"hello", W.segment_seed(3))
     wire = b"".join(parts)
     body = hexv("""
         01                  op WRITE
@@ -89,17 +89,24 @@ def test_wal_record_vector_and_torn_tail():
         68656c6c6f          data hello
     """)
     import zlib
-    assert wire == zlib.crc32(body).to_bytes(4, "big") + len(body).to_bytes(4, "big") + body
-    two = wire + b"".join(W.encode_parts(W.OP_TRUNCATE, "m/00001", 3))
-    recs, end = W.decode_stream(two)
-    assert [(r.op, r.content_id, r.offset, r.data) for r in recs] == [
-        (W.OP_WRITE, "m/00001", 16, b"hello"), (W.OP_TRUNCATE, "m/00001", 3, b"")]
+    seed = zlib.crc32(bytes.fromhex("0000000000000003"))  # the segment number, 8 bytes
+    assert wire == (zlib.crc32(body, seed).to_bytes(4, "big") + len(body).to_bytes(4, "big")
+                    + body)
+    two = wire + b"".join(W.encode_parts(W.OP_TRUNCATE, "m/00001", 3, b"", seed))
+    recs, end = W.decode_stream(two, 3)
+    assert [(r.op, r.content_id, r.offset, r.data, r.segment) for r in recs] == [
+        (W.OP_WRITE, "m/00001", 16, b"hello", 3), (W.OP_TRUNCATE, "m/00001", 3, b"", 3)]
     for cut in range(len(wire), len(two)):  # a torn second record is dropped, not misread
-        recs, end = W.decode_stream(two[:cut])
+        recs, end = W.decode_stream(two[:cut], 3)
         assert len(recs) == 1 and end == len(wire)
     flipped = bytearray(two)
     flipped[-1] ^= 0xFF
-    assert len(W.decode_stream(bytes(flipped))[0]) == 1
+    assert len(W.decode_stream(bytes(flipped), 3)[0]) == 1
+    # Records a reused file keeps from an earlier segment are not taken for this one's.
+    assert W.decode_stream(two, 4) == ([], 0)
+    fresh = b"".join(W.encode_parts(W.OP_TRUNCATE, "x", 1, b"", W.segment_seed(4)))
+    recs, end = W.decode_stream(fresh + two, 4)
+    assert [r.content_id for r in recs] == ["x"] and end == len(fresh)
 
 
 # -- the service over real threads -------------------------------------------------
@@ -254,7 +261,7 @@ async def test_an_upload_is_handed_the_blocks_buffer_and_later_changes_copy_it(h
 
 
 def wal_records(wal):
-    return [r for n in wal.segments() for r in W.decode_stream(wal._path(n).read_bytes())[0]]
+    return [r for n in wal.segments() for r in W.decode_stream(wal._path(n).read_bytes(), n)[0]]
 
 
 @pytest_twisted.ensureDeferred
@@ -415,7 +422,8 @@ async def test_wal_replay_after_a_crash(hash_pool, tmp_path):
     p._ticker.stop()  # the process dies here: the cache is lost, the WAL is not
     p.wal.close()
     with open(p.wal._path(p.wal.segment), "ab") as fh:
-        fh.write(b"".join(W.encode_parts(W.OP_WRITE, "f", 0, b"TORN!"))[:-3])
+        fh.write(b"".join(W.encode_parts(W.OP_WRITE, "f", 0, b"TORN!",
+                                         W.segment_seed(p.wal.segment)))[:-3])
     store2 = MemoryBlockStore()
     q = make(hash_pool, store=store2, objects=objects, wal_dir=tmp_path / "wal")
     assert await q.start() == 6
@@ -581,6 +589,67 @@ async def test_wal_trim_deletes_only_segments_no_longer_needed(tmp_path):
 
 
 @pytest_twisted.ensureDeferred
+async def test_wal_segments_let_go_are_reused_and_replay_takes_only_new_records(
+        tmp_path, monkeypatch):
+    """Trimmed segments are kept (SPARE_SEGMENTS at most) and renamed for new ones: the
+    new records overwrite the old, and replay stops where they end, although the old
+    records are intact behind them.  Numbers are never used twice, across restarts."""
+    monkeypatch.setattr(W, "SPARE_SEGMENTS", 2)
+    wal = W.Wal(tmp_path / "wal", segment_bytes=1000)
+    for i in range(4):  # 8 x 420 bytes: two records per segment, segments 1-4
+        for k in range(2):
+            await wal.append(W.OP_WRITE, "old", 800 * i + 400 * k, b"o" * 400, sync=False)[1]
+    await wal.sync()
+    inode = {n: wal._path(n).stat().st_ino for n in (1, 2, 3, 4)}
+    wal.trim(4)
+    assert wal.segments() == [4]
+    assert spare_numbers(wal) == [1, 2]  # the third was deleted
+    # A record as long as the old ones, in a new segment: the spare let go last.
+    await wal.append(W.OP_WRITE, "new", 0, b"n" * 400, sync=True)[1]
+    assert wal.segments() == [4, 5] and wal._path(5).stat().st_ino == inode[2]
+    behind = wal._path(5).read_bytes()[422:]  # segment 2's second record, intact
+    assert [(r.content_id, r.offset) for r in W.decode_stream(behind, 2)[0]] == [("old", 1200)]
+    wal.close()
+    again = W.Wal(tmp_path / "wal", segment_bytes=1000)
+    got = [(r.content_id, r.offset, r.segment) for r in again.replay()]
+    assert got == [("old", 2400, 4), ("old", 2800, 4), ("new", 0, 5)]
+    assert again.segment == 6  # past every file's number, in spare 1 once written to
+    again.trim(6)
+    again.close()
+    assert spare_numbers(again) == [1, 4, 5] and again.segments() == []
+    third = W.Wal(tmp_path / "wal", segment_bytes=1000)  # keeps the newest two
+    seg, d = third.append(W.OP_WRITE, "third", 0, b"t", sync=True)
+    await d
+    assert seg == 6 and third._path(6).stat().st_ino == inode[2]  # wal-5, then spare-5
+    assert spare_numbers(third) == [4]
+    third.close()
+    assert [(r.content_id, r.segment) for r in W.Wal(tmp_path / "wal").replay()] == [
+        ("third", 6)]
+
+
+def spare_numbers(wal):
+    return sorted(int(p.name[6:-4]) for p in wal.dir.glob("spare-*.log"))
+
+
+@pytest_twisted.ensureDeferred
+async def test_wal_spares_are_deleted_while_space_is_low(tmp_path):
+    wal = W.Wal(tmp_path / "wal", segment_bytes=1000)
+    try:
+        for _ in range(3):
+            await wal.append(W.OP_WRITE, "f", 0, b"x" * 900, sync=True)[1]
+        wal.trim(3)
+        assert spare_numbers(wal) == [1, 2]
+        wal.reserve = 1 << 62  # more than any disk has: "nearly full"
+        wal._check_space()
+        assert wal.low_space and spare_numbers(wal) == []
+        await wal.append(W.OP_DELETE, "f", 0, sync=True)[1]
+        wal.trim(wal.segment)
+        assert wal.segments() == [wal.segment] and spare_numbers(wal) == []
+    finally:
+        wal.close()
+
+
+@pytest_twisted.ensureDeferred
 async def test_wal_small_records_go_over_zeros_laid_ahead_and_replay_stops_there(tmp_path):
     seg_bytes = 3 * W.FILL_BYTES
     wal = W.Wal(tmp_path / "wal", segment_bytes=seg_bytes)
@@ -595,7 +664,7 @@ async def test_wal_small_records_go_over_zeros_laid_ahead_and_replay_stops_there
     assert first.stat().st_size == seg_bytes
     assert wal.size() == wal.appended < first.stat().st_size + second.stat().st_size
     tail = second.read_bytes()
-    end = W.decode_stream(tail)[1]
+    end = W.decode_stream(tail, 2)[1]
     assert W.FILL_BYTES // 2 <= len(tail) - end <= W.FILL_BYTES and not any(tail[end:])
     big = os.urandom(W.OFFLOAD_BYTES)  # bulk records are appended with nothing ahead
     bulk = W.Wal(tmp_path / "bulk")
@@ -677,7 +746,8 @@ async def test_wal_sync_covers_every_segment_written_before_it(tmp_path, monkeyp
         threads.add(threading.get_ident())
         path = os.readlink(f"/proc/self/fd/{fd}")
         with open(path, "rb") as fh:  # records end where zeros laid down ahead begin
-            synced.append((os.path.basename(path), W.decode_stream(fh.read())[1]))
+            name = os.path.basename(path)
+            synced.append((name, W.decode_stream(fh.read(), int(name[4:-4]))[1]))
 
     monkeypatch.setattr(W.os, "fdatasync", spy)
     wal = W.Wal(tmp_path / "wal", segment_bytes=300, inline_sync=quiet_reactor(inline, monkeypatch))
@@ -885,8 +955,9 @@ async def test_a_roll_leaves_the_segment_for_a_new_one_and_lets_go_of_it(tmp_pat
 async def test_records_of_deleted_files_leave_the_disk_without_more_writes(
         hash_pool, tmp_path, monkeypatch):
     """Files written and deleted: the background sync leaves the segment holding their
-    records for a new one and deletes it a round later, although nothing more is
-    appended (on a full disk nothing can be: every append would fail first)."""
+    records for a new one and lets go of it a round later (deleted, or kept as a spare
+    while space is not low), although nothing more is appended (on a full disk nothing
+    can be: every append would fail first)."""
     monkeypatch.setattr(W, "ROLL_BYTES", 64 * 1024)
     objects = MemoryMetadataStore("m")
     p = CachedPayloadService("p", MemoryBlockStore(), objects, hash_pool,
