@@ -394,15 +394,18 @@ class CachedPayloadService:
 
     async def delete(self, content_id: str, sync: bool = True,
                      unlinked: bytes | None = None) -> bool:
+        """Drop a file's content; True if the change is durable (when ``sync``) or will
+        be with the next WAL sync, which the caller's metadata sync need not cover."""
         self._lost.pop(content_id, None)
-        if sync and unlinked is not None and self.wal is not None:
-            # The WAL record carries the unlink and is synced: it stands for the namespace
-            # change and for the block-map drop, both committed before it without an fsync
-            # (a segment is trimmed only after a metadata sync, which covers them).  The
-            # blobs the drop frees wait for that sync too: until then a crash can bring
-            # back the file, which replay then removes again.
+        if unlinked is not None and self.wal is not None:
+            # The WAL record carries the unlink and is synced (or left to the next WAL
+            # sync): it stands for the namespace change and for the block-map drop, both
+            # committed before it without an fsync (a segment is trimmed only after a
+            # metadata sync, which covers them).  The blobs the drop frees wait for that
+            # sync too: until then a crash can bring back the file, which replay then
+            # removes again.
             await self.transfer.drop_from(content_id, 0, durable=False, covered=False)
-            await self.wal.append(W.OP_DELETE, content_id, 0, unlinked, sync=True)[1]
+            await self.wal.append(W.OP_DELETE, content_id, 0, unlinked, sync=sync)[1]
             return True
         # The block-map change itself is committed durably when ``sync`` (one metadata
         # fsync, which also covers the unsynced namespace change the caller made just
@@ -413,14 +416,15 @@ class CachedPayloadService:
         await self.transfer.drop_from(content_id, 0, durable=sync, covered=sync)
         return sync
 
-    async def log_create(self, content_id: str, created: bytes) -> bool:
+    async def log_create(self, content_id: str, created: bytes, sync: bool = True) -> bool:
         """Make a file's creation durable in the WAL (a synced record, replayed through
-        ``restore_create``); False without a WAL: the caller syncs its metadata itself.
-        The creation must be committed to the store first (a segment is trimmed only
-        after a metadata sync, which then covers it)."""
+        ``restore_create``; ``sync`` False: written, durable with the next WAL sync);
+        False without a WAL: the caller syncs its metadata itself.  The creation must be
+        committed to the store first (a segment is trimmed only after a metadata sync,
+        which then covers it)."""
         if self.wal is None:
             return False
-        await self.wal.append(W.OP_CREATE, content_id, 0, created, sync=True)[1]
+        await self.wal.append(W.OP_CREATE, content_id, 0, created, sync=sync)[1]
         return True
 
     async def flush(self, content_id: str, remote: bool = False,

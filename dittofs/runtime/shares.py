@@ -138,14 +138,19 @@ class Share:
         the local tier, on a store whose non-durable commits skip an fsync."""
         return ftype == FileType.REG and self._redo_in_wal
 
-    async def finish_create(self, dir_id: int, name: bytes, made: Created) -> None:
+    async def finish_create(self, dir_id: int, name: bytes, made: Created,
+                            sync: bool = True) -> None:
         """After a create committed with ``durable=False`` (logs_creates): make it durable.
         A new file's creation goes into the WAL, synced (a WAL fsync over laid-down
         zeros instead of a metadata fsync and a hand-off to its writer); replay creates
         it again if the store lost it.  Opening an existing file (UNCHECKED, or an
-        exclusive retransmission) may have changed it: the store is synced."""
+        exclusive retransmission) may have changed it: the store is synced.
+
+        ``sync`` False (SMB, where only FLUSH and WRITE_THROUGH ask for stable storage,
+        as Samba and Windows have it): a new file's record is written, not synced; the
+        next WAL sync makes it durable (a FLUSH of any file, or the background round)."""
         if not made.existed and await self.payload.log_create(
-                self.content_id(made.file.fileid), pack_created(dir_id, name, made)):
+                self.content_id(made.file.fileid), pack_created(dir_id, name, made), sync):
             return
         await self.store.sync()
 
@@ -169,7 +174,7 @@ class Share:
         return content_id(self.store.name, fileid)
 
     async def finish_unlink(self, freed: Any, dir_id: int | None = None,
-                            name: bytes | None = None) -> None:
+                            name: bytes | None = None, sync: bool = True) -> None:
         """After REMOVE, RMDIR, a RENAME or an SMB delete committed with ``durable=False``:
         drop the content of ``freed``, the record whose last link went (None if none did),
         if it is a regular file, then (synchronous tiers) make the change durable.
@@ -180,13 +185,18 @@ class Share:
         over laid-down zeros instead of a metadata fsync and a hand-off to its writer).
         Otherwise one metadata fsync does both: the durable block-map drop covers the
         namespace change committed before it, so no sync follows (one would wait for
-        another fsync whenever other requests committed in between)."""
+        another fsync whenever other requests committed in between).
+
+        ``sync`` False (an SMB delete, see finish_create): where the WAL record carries
+        the unlink it is written, not synced, and the next WAL sync makes it durable;
+        other changes are made durable as above."""
         if freed is not None and freed.ftype == FileType.REG:
             unlinked = None
             if name is not None and self._redo_in_wal:
                 unlinked = pack_unlinked(dir_id, name, freed.ctime)  # ctime: the unlink's
-            synced = await self.payload.delete(self.content_id(freed.fileid),
-                                               self.synchronous, unlinked)
+            synced = await self.payload.delete(
+                self.content_id(freed.fileid),
+                self.synchronous and (sync or unlinked is None), unlinked)
             if synced and self._maps_here:
                 return
         if self.synchronous:

@@ -282,8 +282,8 @@ class SmbHandlers(InfoHandlers):
             logged = share.logs_creates(ftype)
             made = await self.md.create(share, tree.ident, parent_id, name, ftype,
                                         SetAttrs(mode=mode), durable=False if logged else None)
-            if logged:
-                await share.finish_create(parent_id, name, made)
+            if logged:  # durable with the next FLUSH or background sync (not synced here)
+                await share.finish_create(parent_id, name, made, sync=False)
             rec = made.file
             action = CREATED
             maximal = self._maximal(tree, rec) | (FILE_ALL_ACCESS & ~WRITE_BITS if
@@ -388,7 +388,7 @@ class SmbHandlers(InfoHandlers):
                 gone = await self.md.remove(share, op.tree.ident, op.parent, op.leaf, op.is_dir,
                                             durable=False)
                 await share.finish_unlink(gone.victim if gone.freed else None, op.parent,
-                                          op.leaf)
+                                          op.leaf, sync=False)
             except E.MetadataError as e:
                 log.info("smb: delete on close of {path} failed: {err}", path=op.path, err=e)
 

@@ -95,8 +95,9 @@ def test_acknowledged_writes_survive_a_process_crash(request, tier):
     """What a reply acknowledged outlives a SIGKILL of the server in every tier, even
     with no COMMIT or FLUSH: UNSTABLE NFS writes and SMB writes without WRITE_THROUGH sit
     in the WAL and the metadata store (page cache), the namespace changes with them; only a
-    machine crash may lose them (NFS clients then see a new verifier and write again)."""
-    from smbprotocol.open import CreateDisposition
+    machine crash may lose them (NFS clients then see a new verifier and write again).
+    SMB creates and deletes, not synced (only FLUSH asks for that), outlive it too."""
+    from smbprotocol.open import CreateDisposition, CreateOptions
 
     from tests.support.smb import open_file, smb_tree
 
@@ -126,6 +127,14 @@ def test_acknowledged_writes_survive_a_process_crash(request, tier):
             del files[b"u00"]
         smb_data = rng.randbytes(300_000)
         with smb_tree(srv) as (_conn, _session, tree):
+            made = open_file(tree, "made.bin", CreateDisposition.FILE_CREATE)
+            made.write(b"made by smb", 0)
+            made.close()
+            doomed = open_file(tree, "doomed.bin", CreateDisposition.FILE_CREATE,
+                               access=0x0012019F | 0x10000,
+                               options=CreateOptions.FILE_DELETE_ON_CLOSE)
+            doomed.write(b"gone soon", 0)
+            doomed.close()
             op = open_file(tree, "smb.bin", CreateDisposition.FILE_OVERWRITE_IF)
             op.write(smb_data[:100_000], 0)
             op.write(smb_data[100_000:], 100_000)
@@ -142,6 +151,10 @@ def test_acknowledged_writes_survive_a_process_crash(request, tier):
             st, res = c.nfs(Proc.LOOKUP, DirOpArgs3(root, b"smb.bin"))
             assert st == OK and res.obj_attributes.size == len(smb_data)
             assert read_file(c, res.object, len(smb_data) + 1) == smb_data
+            st, res = c.nfs(Proc.LOOKUP, DirOpArgs3(root, b"made.bin"))
+            assert st == OK and read_file(c, res.object, 100) == b"made by smb"
+            st, _ = c.nfs(Proc.LOOKUP, DirOpArgs3(root, b"doomed.bin"))
+            assert st == NfsStat.NFS3ERR_NOENT
     finally:
         stop_and_check(srv)
 

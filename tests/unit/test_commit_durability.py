@@ -360,6 +360,50 @@ async def test_created_file_survives_losing_the_unsynced_metadata(tmp_path, hash
 
 
 @pytest_twisted.ensureDeferred
+async def test_smb_creates_and_deletes_wait_for_no_fsync_and_a_flush_makes_them_durable(
+        tmp_path, hash_pool):
+    """SMB asks for stable storage only with FLUSH (or WRITE_THROUGH): a create and a
+    delete (sync=False, as the SMB handlers pass) write their WAL records without an
+    fsync of the WAL or the store; a FLUSH of any file then makes both durable, and
+    replay redoes them once the store has lost them."""
+    h, root, share, md = await serve(tmp_path, hash_pool)
+    wal = share.payload.wal
+    try:
+        st, other = await h.create(C.CreateArgs(DirOpArgs3(root, b"other"), (0, EMPTY_SATTR)),
+                                   CTX)
+        gone = (await md.lookup(share, ROOT, share.root_id, b"other"))[0]
+        await share.store.sync()
+        (tmp_path / "synced").mkdir()
+        share.store.env.copy(str(tmp_path / "synced"))  # the store as its last fsync left it
+        fsyncs, real_finish = [], share.store.writer.finish
+        share.store.writer.finish = lambda: fsyncs.append(1) or real_finish()
+        wal_syncs = wal.syncs
+        made = await md.create(share, ROOT, share.root_id, b"smb", FileType.REG,
+                               SetAttrs(mode=0o644), durable=False)
+        await share.finish_create(share.root_id, b"smb", made, sync=False)
+        removed = await md.remove(share, ROOT, share.root_id, b"other", False, durable=False)
+        await share.finish_unlink(removed.victim, share.root_id, b"other", sync=False)
+        assert wal.syncs == wal_syncs and fsyncs == []  # answered with no fsync at all
+        assert [r.op for r in wal.replay()][-2:] == [W.OP_CREATE, W.OP_DELETE]
+        await share.flush(made.file.fileid)  # what SMB FLUSH does
+        assert wal.syncs > wal_syncs and fsyncs == []  # the WAL's fsync covers both
+    finally:
+        power_off(share)
+    shutil.rmtree(tmp_path / "md")
+    (tmp_path / "synced").rename(tmp_path / "md")
+    h2, root2, share2, md2 = await serve(tmp_path, hash_pool)
+    try:
+        assert (await md2.lookup(share2, ROOT, share2.root_id, b"smb"))[0].fileid == \
+            made.file.fileid
+        with pytest.raises(E.NotFound):
+            await md2.lookup(share2, ROOT, share2.root_id, b"other")
+        assert await share2.store.get(gone.fileid) is None
+    finally:
+        await share2.payload.close()
+        await share2.store.close()
+
+
+@pytest_twisted.ensureDeferred
 async def test_replay_leaves_a_create_the_store_kept(tmp_path, hash_pool):
     h, root, share, md = await serve(tmp_path, hash_pool)
     try:
