@@ -66,7 +66,8 @@ class CachedPayloadService:
         self.wal = wal
         self.transfer = TransferManager(self.cache, store, objects, objects.name, hash_pool,
                                         reactor, concurrency, self._progress,
-                                        lazy_maps=wal is not None)
+                                        lazy_maps=wal is not None,
+                                        pressing=lambda: bool(self._space_waiters))
         self._space_waiters: list[defer.Deferred] = []
         self._seen: dict[tuple[str, int], int] = {}
         self._ticker = task.LoopingCall(self._tick)

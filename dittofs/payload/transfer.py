@@ -52,7 +52,10 @@ class _Locks:
 class TransferManager:
     def __init__(self, cache: Cache, store: Any, objects: Any, namespace: str, hash_pool: Any,
                  reactor: Any, concurrency: int = 4,
-                 on_progress: Callable[[], None] | None = None, lazy_maps: bool = False) -> None:
+                 on_progress: Callable[[], None] | None = None, lazy_maps: bool = False,
+                 pressing: Callable[[], bool] | None = None) -> None:
+        """``pressing()``: True while writes wait for cache space (uploads are then
+        urgent)."""
         self.cache = cache
         self.store = store
         self.objects = objects  # the IMetadataStore holding block maps and refcounts
@@ -61,6 +64,7 @@ class TransferManager:
         self.reactor = reactor
         self.concurrency = concurrency
         self.on_progress = on_progress or (lambda: None)
+        self.pressing = pressing or (lambda: False)
         # With a WAL, the block-map change after an upload is not synced on its own: the
         # payload service trims the WAL segments holding those bytes, and deletes the
         # blobs such changes freed, only after its next metadata sync.
@@ -124,7 +128,13 @@ class TransferManager:
     def _done(self, _: Any, b: Block) -> None:
         self.active -= 1
         if b.dirty and not b.dropped:
-            self.schedule(b)  # written again while it was uploading
+            # Written again while it was uploading: uploaded again at once only for a
+            # caller that waits for it (a flush, a shutdown) or for cache space; else once
+            # it goes idle (the payload service's tick), as any dirty block.  Random
+            # overwrites would otherwise re-hash and re-store its 4 MiB after every upload
+            # for as long as they go on (seen: 115 uploads during 20,000 4 KiB writes).
+            if (b.cid, b.idx) in self.clean_waiters or self.pressing():
+                self.schedule(b)
         else:
             self._notify(b)
         self.on_progress()

@@ -305,6 +305,46 @@ async def test_a_failed_wal_record_of_an_unstable_write_fails_the_next_flush_onc
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_block_written_during_its_upload_is_stored_again_once_idle(hash_pool):
+    """A block written again while it uploads is stored again once the writes stop (the
+    idle tick), not after each upload for as long as they go on; a flush waiting for it
+    gets the bytes written last at once."""
+    from dittofs.payload.service import IDLE_TICK
+    store = GatedStore()
+    p = make(hash_pool, store=store)
+    await p.start()
+    try:
+        data = os.urandom(BLOCK_SIZE)
+        store.open = False
+        await p.write_at("f", 0, data)  # a whole block: uploaded at once
+        await _settle(0.05)
+        assert len(store.waiting) == 1
+        await p.write_at("f", 100, b"again")
+        store.release()
+        for i in range(int(3 * IDLE_TICK / 0.1)):  # overwrites go on for 3 ticks
+            await _settle(0.1)
+            await p.write_at("f", 200 + i, b"!")
+            assert p.transfer.uploads == 1, i
+        await _settle(2.5 * IDLE_TICK)  # idle: stored again, once
+        assert p.transfer.uploads == 2 and not p.cache.dirty
+        final = await p.read_at("f", 0, BLOCK_SIZE)
+        assert sha(final) in {k.rpartition("/")[2] for k in store.blobs}
+
+        p._ticker.stop()  # from here only a waiting flush uploads
+        store.open = False
+        await p.write_at("g", 0, data)
+        await _settle(0.05)
+        flushed = defer.ensureDeferred(p.flush("g", remote=True))
+        await p.write_at("g", 0, b"newer")
+        store.release()
+        await flushed.addTimeout(5, reactor)  # both uploads, at once
+        maps = await p.objects.transact(lambda t: t.object_blocks("g"), write=False)
+        assert maps[0].hex() == sha(b"newer" + data[5:])
+    finally:
+        await p.close()
+
+
+@pytest_twisted.ensureDeferred
 async def test_dedup_refcounts_and_gc(hash_pool):
     p = make(hash_pool)
     await p.start()
