@@ -18,6 +18,7 @@ empty, the transport's own ``doWrite`` runs as before (its buffer, a pending clo
 from __future__ import annotations
 
 import os
+import weakref
 from collections import deque
 from typing import Any
 
@@ -73,8 +74,22 @@ def _after(chunks: Any, sent: int) -> list:
 def _queue(transport: Any, rest: list) -> None:
     transport._send_queue = deque(rest)
     if "doWrite" not in transport.__dict__:
-        transport.doWrite = lambda: _do_write(transport)
+        transport.doWrite = _DoWrite(transport)
     transport.startWriting()
+
+
+class _DoWrite:
+    """``_do_write`` bound to a transport without a reference cycle through it (a cycle
+    would keep a lost connection's queued buffers until a full garbage collection)."""
+
+    __slots__ = ("transport",)
+
+    def __init__(self, transport: Any) -> None:
+        self.transport = weakref.ref(transport)
+
+    def __call__(self) -> Any:
+        transport = self.transport()
+        return None if transport is None else _do_write(transport)
 
 
 def _do_write(transport: Any) -> Any:
