@@ -41,18 +41,25 @@ class IPayloadService(Interface):
         hold it (handed back at replay, see ``restore_attrs``).  Fires True if it was,
         False if the caller must make its metadata durable itself."""
 
-    def log_create(content_id, created):
+    def log_create(content_id, created, sync=True):
         """Fire True once ``created`` (bytes, opaque here: a file's creation, committed to
         the metadata store without an fsync) is durable in a synced WAL record, handed
-        back at replay (see ``restore_create``); False if there is no WAL to hold it."""
+        back at replay (see ``restore_create``); False if there is no WAL to hold it.
+        ``sync`` False: once the record is written; the next WAL sync makes it durable
+        (``sync_log``, a flush of any file, the background round)."""
+
+    def sync_log():
+        """Fire once every WAL record written so far is durable (an SMB FLUSH of a
+        directory: the creates and deletes logged without a sync)."""
 
     def delete(content_id, sync=True, unlinked=None):
         """Forget all content of ``content_id``; unreferenced blocks are collected.  With
         ``sync`` the change is durable when this fires, and True: committed with an fsync
         of the metadata store the service keeps its block maps in, which also covers
         every change committed to that store before, or (``unlinked``, bytes, opaque
-        here: the namespace change that freed the file) logged with it in a synced WAL
-        record, handed back at replay if that store lost it (see ``restore_unlink``)."""
+        here: the namespace change that freed the file) logged with it in a WAL record,
+        handed back at replay if that store lost it (see ``restore_unlink``): synced with
+        ``sync``, else durable with the next WAL sync; fires True then too."""
 
     def stats():
         """Fire with a dict: logical_bytes, stored_bytes, dedup_ratio, cache and WAL sizes."""

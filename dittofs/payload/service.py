@@ -428,6 +428,10 @@ class CachedPayloadService:
         await self.wal.append(W.OP_CREATE, content_id, 0, created, sync=sync)[1]
         return True
 
+    async def sync_log(self) -> None:
+        if self.wal is not None:
+            await self.wal.sync()
+
     async def flush(self, content_id: str, remote: bool = False,
                     attrs: bytes | None = None) -> bool:
         with tracing.span("cache.flush", **{"dittofs.remote": remote}):

@@ -132,6 +132,13 @@ class Share:
         finally:
             await flushed
 
+    async def flush_namespace(self) -> None:
+        """An SMB FLUSH of a directory: make durable the creates and deletes SMB left to
+        the next WAL sync (see finish_create); every other namespace change was durable
+        when it was answered."""
+        if self.synchronous and self.payload is not None:
+            await self.payload.sync_log()
+
     def logs_creates(self, ftype: int) -> bool:
         """Whether creating a file of ``ftype`` here is made durable through the WAL (see
         finish_create) rather than by the metadata store's own fsync: regular files in

@@ -472,8 +472,11 @@ class SmbHandlers(InfoHandlers):
 
     async def flush(self, ctx: Context) -> Reply:
         op = self.open_of(ctx, M.parse_flush(ctx.raw))
-        if op.pipe is None and not op.is_dir:
-            await op.tree.share.flush(op.fileid)
+        if op.pipe is None:
+            if op.is_dir:
+                await op.tree.share.flush_namespace()
+            else:
+                await op.tree.share.flush(op.fileid)
         return Reply(Status.SUCCESS, M.simple_response())
 
     # -- LOCK --------------------------------------------------------------------------

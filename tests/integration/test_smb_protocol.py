@@ -219,6 +219,9 @@ def test_share_modes_and_delete_on_close(server):
         with pytest.raises(SMBResponseException) as e:
             open_file(tree, "doomed.txt", CreateDisposition.FILE_OPEN)
         assert status_of(e) == STATUS_OBJECT_NAME_NOT_FOUND
+        root = open_file(tree, "", CreateDisposition.FILE_OPEN, directory=True)
+        root.flush()  # the directory: makes the create and the delete above durable
+        root.close()
 
 
 def test_compound_related_requests(server):

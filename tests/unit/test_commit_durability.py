@@ -359,13 +359,14 @@ async def test_created_file_survives_losing_the_unsynced_metadata(tmp_path, hash
         await share2.store.close()
 
 
+@pytest.mark.parametrize("flushed", ["the new file", "the directory"])
 @pytest_twisted.ensureDeferred
 async def test_smb_creates_and_deletes_wait_for_no_fsync_and_a_flush_makes_them_durable(
-        tmp_path, hash_pool):
+        tmp_path, hash_pool, flushed):
     """SMB asks for stable storage only with FLUSH (or WRITE_THROUGH): a create and a
     delete (sync=False, as the SMB handlers pass) write their WAL records without an
-    fsync of the WAL or the store; a FLUSH of any file then makes both durable, and
-    replay redoes them once the store has lost them."""
+    fsync of the WAL or the store; a FLUSH of a file, or of the directory, then makes
+    both durable, and replay redoes them once the store has lost them."""
     h, root, share, md = await serve(tmp_path, hash_pool)
     wal = share.payload.wal
     try:
@@ -385,7 +386,10 @@ async def test_smb_creates_and_deletes_wait_for_no_fsync_and_a_flush_makes_them_
         await share.finish_unlink(removed.victim, share.root_id, b"other", sync=False)
         assert wal.syncs == wal_syncs and fsyncs == []  # answered with no fsync at all
         assert [r.op for r in wal.replay()][-2:] == [W.OP_CREATE, W.OP_DELETE]
-        await share.flush(made.file.fileid)  # what SMB FLUSH does
+        if flushed == "the new file":  # what SMB FLUSH does
+            await share.flush(made.file.fileid)
+        else:
+            await share.flush_namespace()
         assert wal.syncs > wal_syncs and fsyncs == []  # the WAL's fsync covers both
     finally:
         power_off(share)
