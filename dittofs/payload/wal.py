@@ -46,6 +46,7 @@ from typing import Any, NamedTuple
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
+from dittofs.dirsync import fsync_dir
 from dittofs.metadata import errors as E
 from dittofs.threads import BatchWorker, InlineSync
 
@@ -118,14 +119,6 @@ def encode_parts(op: int, content_id: str, offset: int, data: Any, seed: int) ->
 
 
 _IOV_MAX = min(os.sysconf("SC_IOV_MAX"), 1024)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_all(fd: int | None, parts: list) -> None:
@@ -342,7 +335,7 @@ class Wal:
                 # The name is durable before any record of ``seg`` goes in: a crash must
                 # not leave them in a file named for a lower number, to be valid again
                 # once that file is reused for ``seg`` (see the module's docstring).
-                _fsync_dir(self.dir)
+                fsync_dir(self.dir)
         flags = os.O_WRONLY if spare is not None else os.O_WRONLY | os.O_CREAT | os.O_EXCL
         self._fd = os.open(path, flags, 0o600)
         self._fd_seg = seg
@@ -376,7 +369,7 @@ class Wal:
                 os.close(self._sync_fd)
                 self._sync_fd, self._sync_fd_seg = None, 0
             if newest > self._dir_synced:  # new segments' names must survive too
-                _fsync_dir(self.dir)
+                fsync_dir(self.dir)
                 self._dir_synced = newest
             self._sync_from = target
         except OSError as e:

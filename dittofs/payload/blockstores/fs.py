@@ -13,6 +13,7 @@ from typing import Any
 from twisted.internet import defer
 from zope.interface import implementer
 
+from dittofs.dirsync import fsync_dir
 from dittofs.payload.interfaces import IBlockStore
 from dittofs.threads import LazyPool
 
@@ -52,11 +53,7 @@ class FsBlockStore:
             os.close(fd)
         os.replace(tmp, path)
         if self.fsync:
-            dfd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+            fsync_dir(path.parent)
 
     def _get(self, key: str) -> bytes:
         try:
