@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import weakref
 from collections import deque
+from itertools import islice
 from typing import Any
 
 from twisted.internet import main, tcp
@@ -96,24 +97,17 @@ def _do_write(transport: Any) -> Any:
     """The transport's ``doWrite`` while it has a queue: send what the socket takes."""
     out = transport._send_queue
     while out:
-        batch = [out[i] for i in range(min(len(out), _IOV_MAX))]
+        batch = list(islice(out, _IOV_MAX))
         try:
             sent = transport.socket.sendmsg(batch)
         except BlockingIOError:
             return None
         except OSError:
             return main.CONNECTION_LOST
-        total = 0
-        for c in batch:
-            total += len(c)
-        left = sent
-        while left:
-            n = len(out[0])
-            if left < n:
-                out[0] = memoryview(out[0])[left:].toreadonly()
-                break
-            left -= n
+        rest = _after(batch, sent)
+        for _ in batch:
             out.popleft()
-        if sent < total:  # the socket is full: wait until it is writable again
+        out.extendleft(reversed(rest))
+        if rest:  # the socket is full: wait until it is writable again
             return None
     return tcp.Server.doWrite(transport)  # its own buffer, stopWriting, a pending close
