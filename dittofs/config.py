@@ -35,7 +35,7 @@ class ServerConfig:
     log_format: str = "text"  # text | json (one JSON object per line)
     log_levels: Mapping[str, str] = field(default_factory=dict)  # namespace -> level
     shutdown_timeout: int = 30  # seconds to drain calls and upload before exiting
-    busy_poll_us: int = 100  # after activity, poll without sleeping this long (0: off)
+    busy_poll_us: int = 1000  # after activity, poll without sleeping up to this long (0: off)
 
 
 @dataclass(frozen=True)

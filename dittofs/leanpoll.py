@@ -14,20 +14,27 @@ the loop goes on with the next descriptor.  The reactor is left alone unless it 
 exactly the epoll reactor with the attributes this relies on.
 
 Busy polling (``spin``, seconds; ``server.busy_poll_us``): after a turn that handled
-events, the next turn that would sleep first polls without blocking for up to ``spin``
-(never past its timeout), then sleeps as before.  A client waiting for each reply sends
-its next call a few tens of microseconds after the last one left; sleeping in between
-costs a sleep and a wake-up of the CPU, which on a virtual machine (an idle vCPU halts)
-costs more than the call itself: measured here with `scripts/bench rpc`, 1 client,
-GETATTR 17,000 -> 30,000 calls/s and the server's CPU per call 50 -> 33 us.  A turn that
-handled nothing (a timer, an idle server) sleeps at once, so an idle server does not
-spin.  The reactor gives up the GIL inside every poll, but a worker thread waiting for it
-seldom gets it in those instants (it must first be woken): the server spins only while no
-call is out in a worker thread (``may_spin``: dittofs.threads.idle), as a spin would keep
-an fsync's result from coming back, and an upload from going on.  Spinning stops paying when
-the clients are slower than the spin (the CPU it burns is then taken from them on a busy
-machine): after MAX_MISSES fruitless spins in a row the loop sleeps at once again, and
-tries a spin once in PROBE_EVERY turns.
+events, the next turn that would sleep first polls without blocking for a while (the
+window, never past its timeout), then sleeps as before.  A client waiting for each reply
+sends its next call some time after the last one left; sleeping in between costs a sleep
+and a wake-up of the CPU, which on a virtual machine (an idle vCPU halts) costs more than
+the call itself: measured here with `scripts/bench rpc`, 1 client, GETATTR 17,000 ->
+30,000 calls/s and the server's CPU per call 50 -> 33 us; and ~125 us a request for
+smbprotocol's requests, whose client takes 200-300 us between a reply and its next call.
+A turn that handled nothing (a timer, an idle server) sleeps at once, so an idle server
+does not spin.  The reactor gives up the GIL inside every poll, but a worker thread
+waiting for it seldom gets it in those instants (it must first be woken): the server spins
+only while no call is out in a worker thread (``may_spin``: dittofs.threads.idle), as a
+spin would keep an fsync's result from coming back, and an upload from going on.
+
+The window adapts to the clients, as Linux's haltpoll idle governor does for a guest's
+idle CPU: ``spin`` is its ceiling.  A sleep after a spin (or instead of one) that a
+call or other event ended within ``spin`` of the turn's start doubles the window (from
+MIN_SPIN): a longer spin would have caught it.  A turn that waited longer than ``spin``
+halves it (below MIN_SPIN: no spin): the clients are slower than any spin allowed.  A
+spin that was off the CPU for more than LOST_SECONDS of its time was preempted: another
+thread (a client on this machine) wanted the CPU, which the spin takes from it; the window
+drops to nothing and stays there for COOLDOWN turns.
 
 ``quiet()`` tells a caller on the reactor thread whether anything waits for the loop (a
 ready descriptor: a request come in, a worker thread's result, a socket that can take
@@ -47,11 +54,18 @@ from twisted.logger import Logger
 log = Logger(namespace="dittofs.reactor")
 
 _NEEDS = ("_poller", "_selectables", "_doReadOrWrite", "doPoll", "_internalReaders")
-#: After this many spins in a row found nothing (clients that take longer than the spin
-#: to send their next call, such as a Python SMB client), turns sleep at once, but for one
-#: spin in PROBE_EVERY that finds out whether calls come sooner again.
-MAX_MISSES = 8
-PROBE_EVERY = 64
+#: The smallest window a spin is given (one grown from nothing starts here) and the one
+#: a server starts with (or ``spin``, if smaller).
+MIN_SPIN = 25e-6
+START_SPIN = 100e-6
+#: A spin that was off the CPU for longer than this was preempted (a preemption by a
+#: client costs it 250 us and more here; interrupts and clock reads, under 50 us)...
+LOST_SECONDS = 100e-6
+#: ...and no spin is tried for this many turns after it.
+COOLDOWN = 64
+
+#: The clock of the reactor thread's CPU time (a module attribute: tests replace it).
+thread_time = time.thread_time
 
 #: ``quiet`` holds only after this long with events from one descriptor alone (the
 #: reactor's own waker aside).
@@ -84,8 +98,7 @@ def quiet() -> bool:
         return False
 
 
-def install(reactor: Any, spin: float = 0.0,
-            may_spin: Callable[[], bool] | None = None) -> bool:
+def install(reactor: Any, spin: float = 0.0, may_spin: Callable[[], bool] | None = None) -> bool:
     """Make ``reactor``'s loop turn the lean one, busy polling for up to ``spin``
     seconds after activity (0: never) when ``may_spin()`` (if given) says so; False
     (nothing changed) if it is not Twisted's epoll reactor as this module knows it."""
@@ -97,40 +110,48 @@ def install(reactor: Any, spin: float = 0.0,
         return False
 
     now = time.monotonic
+    cpu = thread_time
     hot = False  # the last turn handled events
-    misses = 0  # spins in a row that ended with nothing to do
-    skipped = 0  # spins skipped since the last one
+    window = min(spin, START_SPIN)  # how long the next spin may last
+    cooldown = 0  # turns left without spinning after a spin lost the CPU
 
     def do_poll(timeout: float | None) -> None:
-        nonlocal hot, misses, skipped
+        nonlocal hot, window, cooldown
         selectables = reactor._selectables
         poll = reactor._poller.poll
         most = len(selectables)
         try:
-            spinning = hot and spin and timeout != 0 and (may_spin is None or may_spin())
-            if spinning and misses >= MAX_MISSES:
-                skipped += 1
-                if skipped < PROBE_EVERY:
-                    spinning = False
-                else:
-                    skipped = 0
-            if not spinning:
+            if not (hot and spin and timeout != 0 and (may_spin is None or may_spin())):
+                events = poll(-1 if timeout is None else timeout, most)
+            elif cooldown:
+                cooldown -= 1
                 events = poll(-1 if timeout is None else timeout, most)
             else:
-                events = poll(0, most)
-                if not events:
-                    start = now()
-                    end = start + (spin if timeout is None else min(spin, timeout))
+                start = now()
+                if not window:
+                    events = poll(-1 if timeout is None else timeout, most)
+                    slept = True
+                elif not (events := poll(0, most)):
+                    used = cpu()
+                    end = start + (window if timeout is None else min(window, timeout))
                     while not events and now() < end:
                         events = poll(0, most)
-                    if events:
-                        misses = 0
-                    else:
-                        misses += 1
+                    if now() - start - (cpu() - used) > LOST_SECONDS:
+                        # preempted: a client on this machine needs the CPU
+                        window = 0.0
+                        cooldown = COOLDOWN
+                    if slept := not events:
                         if timeout is None:
                             events = poll(-1, most)
                         elif (left := timeout - (now() - start)) > 0:
                             events = poll(left, most)
+                else:
+                    slept = False
+                if slept and not cooldown:
+                    if now() - start > spin:  # no spin allowed would have caught it
+                        window = window / 2 if window >= 2 * MIN_SPIN else 0.0
+                    elif events:  # a longer one would have (a timer due says nothing of clients)
+                        window = min(spin, max(2 * window, MIN_SPIN))
         except OSError as e:
             if e.errno == errno.EINTR:
                 return
@@ -148,8 +169,7 @@ def install(reactor: Any, spin: float = 0.0,
             try:
                 handle(selectable, fd, event)
             except Exception:
-                log.failure("reactor: unhandled error from {selectable!r}",
-                            selectable=selectable)
+                log.failure("reactor: unhandled error from {selectable!r}", selectable=selectable)
 
     internal = reactor._internalReaders
     reactor.doIteration = reactor.doPoll = do_poll

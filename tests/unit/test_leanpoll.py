@@ -61,6 +61,7 @@ def pair():
 
 def test_installs_only_on_the_epoll_reactor(reactor):
     from twisted.internet.selectreactor import SelectReactor
+
     other = SelectReactor()
     assert leanpoll.install(other) is False
     assert "doIteration" not in vars(other)
@@ -129,13 +130,16 @@ class RecordingPoller:
 
 
 @pytest.fixture
-def spinning(reactor):
-    """start(spin, may_spin): the lean loop with busy polling, one reader whose first
-    call was handled (the loop is hot), its poller recording timeouts; -> (recorder,
-    reader, the socket the test sends from)."""
+def spinning(reactor, monkeypatch):
+    """start(spin, may_spin, window): the lean loop with busy polling up to ``spin``, its
+    first spin ``window`` long (default: START_SPIN), one reader whose first call was
+    handled (the loop is hot), its poller recording timeouts; -> (recorder, reader, the
+    socket the test sends from)."""
     socks = []
 
-    def start(spin: float, may_spin=None):
+    def start(spin: float, may_spin=None, window: float | None = None):
+        if window is not None:
+            monkeypatch.setattr(leanpoll, "START_SPIN", window)
         assert leanpoll.install(reactor, spin, may_spin)
         rec = reactor._poller = RecordingPoller(reactor._poller)
         a, b = pair()
@@ -156,7 +160,8 @@ def spinning(reactor):
 
 def test_after_activity_a_call_that_comes_soon_is_caught_without_sleeping(reactor, spinning):
     import threading
-    rec, reader, b = spinning(0.5)
+
+    rec, reader, b = spinning(0.5, window=0.5)
     threading.Timer(0.02, b.send, (b"second",)).start()
     reactor.doIteration(2.0)
     assert reader.got == b"firstsecond"
@@ -164,7 +169,7 @@ def test_after_activity_a_call_that_comes_soon_is_caught_without_sleeping(reacto
 
 
 def test_the_spin_gives_way_to_sleep_for_the_rest_of_the_timeout(reactor, spinning):
-    rec, reader, b = spinning(0.02)
+    rec, reader, b = spinning(0.02, window=0.02)
     started = time.monotonic()
     reactor.doIteration(0.3)
     took = time.monotonic() - started
@@ -177,7 +182,7 @@ def test_the_spin_gives_way_to_sleep_for_the_rest_of_the_timeout(reactor, spinni
 
 
 def test_the_spin_never_outlasts_the_turns_timeout(reactor, spinning):
-    rec, reader, b = spinning(5.0)
+    rec, reader, b = spinning(5.0, window=5.0)
     started = time.monotonic()
     reactor.doIteration(0.01)  # a timer due in 10 ms
     assert time.monotonic() - started < 1.0
@@ -193,46 +198,82 @@ def test_without_a_spin_every_turn_sleeps_at_once(reactor, spinning):
     assert rec.timeouts == [0.05]
 
 
-def hot_then_idle(reactor, rec, b) -> list:
-    """A call handled (the loop is hot), then a turn in which nothing comes: the
-    timeouts that turn polled with (0 first: it spun)."""
+def hot_then_idle(reactor, rec, b, timeout: float = 0.01) -> list:
+    """A call handled (the loop is hot), then a turn in which nothing comes for
+    ``timeout``: the timeouts that turn polled with (0 first: it spun)."""
     b.send(b"x")
     reactor.doIteration(1.0)
     rec.timeouts.clear()
-    reactor.doIteration(0.01)
+    reactor.doIteration(timeout)
     return list(rec.timeouts)
 
 
-def test_spinning_stops_after_fruitless_spins_and_is_tried_again_now_and_then(reactor, spinning):
-    rec, reader, b = spinning(0.002)
-    for _ in range(leanpoll.MAX_MISSES):
-        assert hot_then_idle(reactor, rec, b)[0] == 0  # spun, in vain
-    turns = [hot_then_idle(reactor, rec, b) for _ in range(leanpoll.PROBE_EVERY)]
-    assert all(t == [0.01] for t in turns[:-1])  # slept at once
-    assert turns[-1][0] == 0  # the probe spins
-    assert hot_then_idle(reactor, rec, b) == [0.01]  # it found nothing either
-
-
-def test_a_spin_that_catches_a_call_starts_the_count_again(reactor, spinning):
+def call_after(reactor, rec, b, delay: float) -> list:
+    """A call handled (the loop is hot), then one turn in which the next call comes
+    ``delay`` seconds later: the timeouts that turn polled with (all 0: the spin caught
+    it; ending with the rest of 1.0: it slept)."""
     import threading
-    rec, reader, b = spinning(0.05)
-    for _ in range(leanpoll.MAX_MISSES - 1):
-        assert hot_then_idle(reactor, rec, b)[0] == 0
+
     b.send(b"x")
-    reactor.doIteration(1.0)  # hot again
-    rec.timeouts.clear()
-    threading.Timer(0.002, b.send, (b"soon",)).start()
     reactor.doIteration(1.0)
-    assert reader.got.endswith(b"soon") and set(rec.timeouts) == {0}  # caught by the spin
-    for _ in range(leanpoll.MAX_MISSES):
-        assert hot_then_idle(reactor, rec, b)[0] == 0
-    assert hot_then_idle(reactor, rec, b) == [0.01]
+    rec.timeouts.clear()
+    threading.Timer(delay, b.send, (b"y",)).start()
+    reactor.doIteration(1.0)
+    return list(rec.timeouts)
+
+
+def test_the_window_halves_to_nothing_while_calls_come_later_than_the_longest_spin(
+    reactor, spinning, monkeypatch
+):
+    monkeypatch.setattr(leanpoll, "thread_time", time.monotonic)  # never preempted
+    rec, reader, b = spinning(0.05)  # a ceiling of 50 ms; the window starts at START_SPIN
+    assert leanpoll.START_SPIN == 100e-6 and leanpoll.MIN_SPIN == 25e-6
+    for _ in range(3):  # 100, 50, 25 us: each spun in vain, then slept past 50 ms
+        turn = hot_then_idle(reactor, rec, b, 0.1)
+        assert turn[0] == 0 and 0.09 < turn[-1] < 0.1
+    assert hot_then_idle(reactor, rec, b, 0.1) == [0.1]  # no window left: sleeps at once
+    # A call that comes within the ceiling of a sleep gives a spin the smallest window back.
+    assert call_after(reactor, rec, b, 0.005) == [1.0]
+    assert hot_then_idle(reactor, rec, b, 0.1)[0] == 0
+
+
+def test_the_window_doubles_until_the_spin_catches_the_next_call(reactor, spinning, monkeypatch):
+    # Never preempted (the timer thread sending the calls takes the GIL from the spin now
+    # and then, which is what a preemption looks like).
+    monkeypatch.setattr(leanpoll, "thread_time", time.monotonic)
+    rec, reader, b = spinning(0.2)
+    turns = [call_after(reactor, rec, b, 0.02)]
+    while turns[-1][-1] and len(turns) < 20:  # slept: a longer spin would have caught it
+        turns.append(call_after(reactor, rec, b, 0.02))
+    # 100 us doubled 8 times is 25.6 ms: the first spin long enough for a call 20 ms away
+    # (more if timers fired late on a busy machine).
+    assert 8 <= len(turns) - 1 < 20 and all(t[0] == 0 for t in turns)
+    assert set(turns[-1]) == {0} and reader.got.endswith(b"y")
+    for _ in range(3):  # and it stays: calls keep coming within it
+        assert set(call_after(reactor, rec, b, 0.02)) == {0}
+
+
+def test_a_spin_that_loses_the_cpu_gives_way_to_sleep_for_a_while(reactor, spinning, monkeypatch):
+    # The reactor thread's CPU clock stands still: every spin looks preempted throughout.
+    monkeypatch.setattr(leanpoll, "thread_time", lambda: 1.0)
+    monkeypatch.setattr(leanpoll, "START_SPIN", 0.005)
+    rec, reader, b = spinning(0.05)
+    turn = hot_then_idle(reactor, rec, b)
+    assert turn[0] == 0 and turn[-1] <= 0.005  # spun 5 ms, off the CPU all along
+    # Then every turn after a call sleeps at once, even for calls that come soon: the y turn
+    # of each call_after, and from the second on its x turn too (after y's), use one each.
+    for _ in range(leanpoll.COOLDOWN // 2):
+        assert call_after(reactor, rec, b, 0.002) == [1.0]
+    assert hot_then_idle(reactor, rec, b) == [0.01]  # the last one; no window now, and a
+    assert call_after(reactor, rec, b, 0.002) == [1.0]  # call within the ceiling...
+    assert hot_then_idle(reactor, rec, b)[0] == 0  # ...has spinning tried again
 
 
 def test_no_spin_while_a_worker_thread_may_need_the_gil(reactor, spinning):
     import threading
+
     busy = [True]
-    rec, reader, b = spinning(0.5, lambda: not busy[0])
+    rec, reader, b = spinning(0.5, lambda: not busy[0], window=0.5)
     reactor.doIteration(0.05)  # hot, but a worker is out: sleeps at once
     assert rec.timeouts == [0.05]
     busy[0] = False
