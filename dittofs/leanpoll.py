@@ -98,7 +98,8 @@ def quiet() -> bool:
         return False
 
 
-def install(reactor: Any, spin: float = 0.0, may_spin: Callable[[], bool] | None = None) -> bool:
+def install(reactor: Any, spin: float = 0.0,
+            may_spin: Callable[[], bool] | None = None) -> bool:
     """Make ``reactor``'s loop turn the lean one, busy polling for up to ``spin``
     seconds after activity (0: never) when ``may_spin()`` (if given) says so; False
     (nothing changed) if it is not Twisted's epoll reactor as this module knows it."""
@@ -120,16 +121,17 @@ def install(reactor: Any, spin: float = 0.0, may_spin: Callable[[], bool] | None
         selectables = reactor._selectables
         poll = reactor._poller.poll
         most = len(selectables)
+        block = -1 if timeout is None else timeout  # a sleep for the whole turn
         try:
             if not (hot and spin and timeout != 0 and (may_spin is None or may_spin())):
-                events = poll(-1 if timeout is None else timeout, most)
+                events = poll(block, most)
             elif cooldown:
                 cooldown -= 1
-                events = poll(-1 if timeout is None else timeout, most)
+                events = poll(block, most)
             else:
                 start = now()
                 if not window:
-                    events = poll(-1 if timeout is None else timeout, most)
+                    events = poll(block, most)
                     slept = True
                 elif not (events := poll(0, most)):
                     used = cpu()
@@ -169,7 +171,8 @@ def install(reactor: Any, spin: float = 0.0, may_spin: Callable[[], bool] | None
             try:
                 handle(selectable, fd, event)
             except Exception:
-                log.failure("reactor: unhandled error from {selectable!r}", selectable=selectable)
+                log.failure("reactor: unhandled error from {selectable!r}",
+                            selectable=selectable)
 
     internal = reactor._internalReaders
     reactor.doIteration = reactor.doPoll = do_poll

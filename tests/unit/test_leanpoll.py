@@ -61,7 +61,6 @@ def pair():
 
 def test_installs_only_on_the_epoll_reactor(reactor):
     from twisted.internet.selectreactor import SelectReactor
-
     other = SelectReactor()
     assert leanpoll.install(other) is False
     assert "doIteration" not in vars(other)
@@ -160,7 +159,6 @@ def spinning(reactor, monkeypatch):
 
 def test_after_activity_a_call_that_comes_soon_is_caught_without_sleeping(reactor, spinning):
     import threading
-
     rec, reader, b = spinning(0.5, window=0.5)
     threading.Timer(0.02, b.send, (b"second",)).start()
     reactor.doIteration(2.0)
@@ -213,7 +211,6 @@ def call_after(reactor, rec, b, delay: float) -> list:
     ``delay`` seconds later: the timeouts that turn polled with (all 0: the spin caught
     it; ending with the rest of 1.0: it slept)."""
     import threading
-
     b.send(b"x")
     reactor.doIteration(1.0)
     rec.timeouts.clear()
@@ -223,8 +220,7 @@ def call_after(reactor, rec, b, delay: float) -> list:
 
 
 def test_the_window_halves_to_nothing_while_calls_come_later_than_the_longest_spin(
-    reactor, spinning, monkeypatch
-):
+        reactor, spinning, monkeypatch):
     monkeypatch.setattr(leanpoll, "thread_time", time.monotonic)  # never preempted
     rec, reader, b = spinning(0.05)  # a ceiling of 50 ms; the window starts at START_SPIN
     assert leanpoll.START_SPIN == 100e-6 and leanpoll.MIN_SPIN == 25e-6
@@ -271,7 +267,6 @@ def test_a_spin_that_loses_the_cpu_gives_way_to_sleep_for_a_while(reactor, spinn
 
 def test_no_spin_while_a_worker_thread_may_need_the_gil(reactor, spinning):
     import threading
-
     busy = [True]
     rec, reader, b = spinning(0.5, lambda: not busy[0], window=0.5)
     reactor.doIteration(0.05)  # hot, but a worker is out: sleeps at once
